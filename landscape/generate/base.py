@@ -1,0 +1,11 @@
+"""The Generator interface: answers to raw user prompts, in order."""
+
+from __future__ import annotations
+
+
+class Generator:
+    """Turn raw user prompts into answers; the generator applies the chat template itself."""
+
+    def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
+        """One answer per prompt, in the prompts' order; identical calls give identical answers."""
+        raise NotImplementedError

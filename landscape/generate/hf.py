@@ -1,0 +1,89 @@
+"""Batched generation with transformers' `model.generate` (the default backend)."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from landscape.errors import LandscapeError
+from landscape.generate.base import Generator
+from landscape.prompts import render_chat
+
+log = logging.getLogger(__name__)
+
+
+def _batch_seed(seed: int, batch: int) -> int:
+    # A fixed mix of (seed, batch index): the same batch of the same call always draws the same.
+    return (seed * 1_000_003 + batch) % (2**63)
+
+
+class HFGenerator(Generator):
+    """Left-padded batches through `model.generate`; greedy when temperature is 0, else sampling."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 16,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        system_prompt: str | None = None,
+    ):
+        if batch_size < 1 or max_new_tokens < 1:
+            raise LandscapeError("batch size and max new tokens must be at least 1")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise LandscapeError("temperature must be >= 0 and top_p in (0, 1]")
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
+        if tokenizer.pad_token is None:
+            # Padding is masked out, so eos serves; load_model already does this for its tokenizers.
+            tokenizer.pad_token = tokenizer.eos_token
+
+    def _generation_kwargs(self) -> dict:
+        kw = {"max_new_tokens": self.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
+        if self.temperature == 0:
+            return {**kw, "do_sample": False}
+        # top_k=0 so that a model's stored top_k does not silently narrow the sampling.
+        return {
+            **kw,
+            "do_sample": True,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": 0,
+        }
+
+    def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
+        if not prompts:
+            return []
+        tok = self.tokenizer
+        texts = [render_chat(tok, p, self.system_prompt) for p in prompts]
+        # A chat template writes its own BOS; adding special tokens again would double it.
+        add_special = not getattr(tok, "chat_template", None)
+        lengths = [len(ids) for ids in tok(texts, add_special_tokens=add_special)["input_ids"]]
+        # Longest first, ties in input order: batches of similar length waste less padding.
+        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+        device = next(self.model.parameters()).device
+        gen_kw = self._generation_kwargs()
+        answers: list[str | None] = [None] * len(texts)
+        devices = [device] if device.type == "cuda" else []
+        for b, start in enumerate(range(0, len(order), self.batch_size)):
+            idx = order[start : start + self.batch_size]
+            enc = tok(
+                [texts[i] for i in idx],
+                return_tensors="pt",
+                padding=True,
+                padding_side="left",
+                add_special_tokens=add_special,
+            ).to(device)
+            log.debug("batch %d: %d prompts, %d tokens", b, len(idx), enc["input_ids"].shape[1])
+            # fork_rng: seed per batch without disturbing the caller's random state.
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                torch.manual_seed(_batch_seed(seed, b))
+                out = self.model.generate(**enc, **gen_kw)
+            new = out[:, enc["input_ids"].shape[1] :]
+            for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True), strict=True):
+                answers[i] = text.strip()
+        return answers  # type: ignore[return-value]

@@ -1,0 +1,143 @@
+"""Load a model and its tokenizer (local folder or Hugging Face id), check a pair, fingerprint weights."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from landscape.errors import LandscapeError
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The one place that picks a device: `auto` means cuda when available, else cpu."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise LandscapeError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LandscapeError(f"device {device!r} asked for, but CUDA is not available")
+    return dev
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | None:
+    """A torch dtype from a name; `auto` gives None (keep the dtype stored with the weights)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return None
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise LandscapeError(
+            f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)} or auto"
+        ) from None
+
+
+def _looks_local(name: str) -> bool:
+    """A hub id is `name` or `org/name`; anything else that looks like a path is treated as one."""
+    p = Path(name).expanduser()
+    return (
+        p.is_absolute()
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or "\\" in name
+        or Path(name.split("/")[0]).exists()
+    )
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "auto",
+    gguf_file: str | None = None,
+):
+    """Return `(model, tokenizer)` ready for batched generation: eval mode, left padding, a pad token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    name = str(name_or_path)
+    torch_dtype = resolve_dtype(dtype)
+    dev = resolve_device(device)
+    local = Path(name).expanduser()
+    if local.exists():
+        name = str(local)
+    elif _looks_local(name):
+        raise LandscapeError(f"path does not exist: {name}")
+    extra = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, **extra)
+        model = AutoModelForCausalLM.from_pretrained(
+            name, dtype=torch_dtype if torch_dtype is not None else "auto", **extra
+        )
+    except (OSError, ValueError) as e:
+        if local.exists():
+            raise LandscapeError(f"cannot load a model from {name}: {e}".splitlines()[0]) from e
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        why = "the hub cannot be reached offline" if offline else "it cannot be reached"
+        raise LandscapeError(
+            f"cannot load {name!r} from the Hugging Face hub ({why}, or the id is wrong): "
+            "pass a local folder that holds the model and its tokenizer"
+        ) from e
+    model.to(dev)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        # Left padding is masked out, so any token will do; eos is the usual choice.
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    n = sum(p.numel() for p in model.parameters())
+    log.info(
+        "loaded %s (%s, %.1fM parameters, %s on %s)",
+        name,
+        type(model).__name__,
+        n / 1e6,
+        next(model.parameters()).dtype,
+        dev,
+    )
+    return model, tokenizer
+
+
+def check_pair(model_a, model_b, names=None) -> None:
+    """Raise a LandscapeError naming the first parameter that is missing or differs in shape."""
+    pa = dict(model_a.named_parameters())
+    pb = dict(model_b.named_parameters())
+    order = list(names) if names is not None else list(pa) + [n for n in pb if n not in pa]
+    for n in order:
+        if n not in pa or n not in pb:
+            which = "first" if n not in pa else "second"
+            raise LandscapeError(f"models do not match: parameter {n} is missing from the {which}")
+        if pa[n].shape != pb[n].shape:
+            raise LandscapeError(
+                f"models do not match: parameter {n} has shape "
+                f"{tuple(pa[n].shape)} vs {tuple(pb[n].shape)}"
+            )
+
+
+def fingerprint(model) -> str:
+    """16 hex chars of sha256 over parameter names, dtypes, shapes and bytes (deterministic)."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        t = p.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        # Raw bytes through a uint8 view: works for bf16, which numpy cannot hold.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,184 @@
+"""The run folder: config.json, env.json, points.jsonl, generations.jsonl; a killed run resumes.
+
+Writes are ordered so that a kill at any moment leaves a folder that resumes to the same bytes
+as an uninterrupted run: a point's generations are appended before its record, and on resume
+a truncated last line and generations without a finished point are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from landscape.errors import LandscapeError
+
+log = logging.getLogger(__name__)
+
+CONFIG, ENV, POINTS, GENERATIONS = "config.json", "env.json", "points.jsonl", "generations.jsonl"
+
+
+def _dumps_line(obj) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _normalise(config: dict) -> dict:
+    """The config as it reads back from JSON (tuples become lists), to compare like with like."""
+    try:
+        return json.loads(json.dumps(config, sort_keys=True))
+    except TypeError as e:
+        raise LandscapeError(f"the run config is not JSON-serialisable: {e}") from None
+
+
+def _first_difference(old, new, prefix: str = "") -> str | None:
+    """Dotted key of the first difference (keys in sorted order), or None when equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old or k not in new:
+                return key
+            diff = _first_difference(old[k], new[k], key)
+            if diff:
+                return diff
+        return None
+    return None if old == new else (prefix or "(whole config)")
+
+
+def _lookup(cfg, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(cfg, dict) or part not in cfg:
+            return "(absent)"
+        cfg = cfg[part]
+    return json.dumps(cfg)
+
+
+def _read_lines(path: Path) -> tuple[list[tuple[str, dict]], bool]:
+    """Complete JSON lines of a .jsonl file, and whether a truncated last line was left out."""
+    if not path.exists():
+        return [], False
+    text = path.read_bytes().decode("utf-8")
+    parts = text.split("\n")
+    # The piece after the last newline is empty for an intact file, else an unfinished write.
+    tail, parts = parts[-1], parts[:-1]
+    lines, dropped = [], bool(tail)
+    for i, line in enumerate(parts):
+        try:
+            lines.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if i == len(parts) - 1 and not tail:
+                dropped = True
+                continue
+            raise LandscapeError(f"{path}: line {i + 1} is not valid JSON") from None
+    return lines, dropped
+
+
+class RunStore:
+    """A run folder. `RunStore.check` validates without writing; `create` makes it and resumes."""
+
+    def __init__(self, out_dir: str | Path, config: dict):
+        self.out_dir = Path(out_dir)
+        self.config = _normalise(config)
+
+    @staticmethod
+    def check(out_dir: str | Path, config: dict) -> None:
+        """Raise LandscapeError when `out_dir` cannot hold this run; writes nothing."""
+        out = Path(out_dir)
+        new = _normalise(config)
+        if not out.exists():
+            return
+        if not out.is_dir():
+            raise LandscapeError(f"output path exists and is not a folder: {out}")
+        cfg_path = out / CONFIG
+        if not cfg_path.exists():
+            if any(out.iterdir()):
+                raise LandscapeError(
+                    f"folder is not empty and holds no run (no {CONFIG}): {out}; choose another"
+                )
+            return
+        try:
+            old = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise LandscapeError(f"{cfg_path} is not valid JSON") from None
+        key = _first_difference(old, new)
+        if key is not None:
+            raise LandscapeError(
+                f"folder holds a run with a different config: first difference at {key} "
+                f"({_lookup(old, key)} vs {_lookup(new, key)}); use another folder"
+            )
+
+    @classmethod
+    def open(cls, out_dir: str | Path, config: dict) -> RunStore:
+        """check, then create: the usual way in."""
+        cls.check(out_dir, config)
+        return cls(out_dir, config).create()
+
+    def create(self) -> RunStore:
+        """Make the folder, write config.json if absent, and repair what a kill left behind."""
+        self.check(self.out_dir, self.config)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not self.path(CONFIG).exists():
+            self.write_json(CONFIG, self.config)
+        self._repair()
+        return self
+
+    def _repair(self) -> None:
+        points, dropped = _read_lines(self.path(POINTS))
+        if dropped:
+            log.warning("dropping a truncated last line of %s", self.path(POINTS))
+            self.write_text(POINTS, "".join(line + "\n" for line, _ in points))
+        keys = {tuple(rec["key"]) for _, rec in points}
+        gens, dropped = _read_lines(self.path(GENERATIONS))
+        kept = [line for line, rec in gens if tuple(rec["key"]) in keys]
+        if dropped or len(kept) < len(gens):
+            n = len(gens) - len(kept) + int(dropped)
+            log.warning("dropping %d generation lines of unfinished points", n)
+            self.write_text(GENERATIONS, "".join(line + "\n" for line in kept))
+        if points:
+            log.info("resuming %s: %d points done", self.out_dir, len(points))
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def done(self) -> dict[tuple[int, ...], dict]:
+        """Finished point records by key (grid indices); a truncated last line is ignored."""
+        points, _ = _read_lines(self.path(POINTS))
+        return {tuple(rec["key"]): rec for _, rec in points}
+
+    def append_point(self, record: dict, generations: list[dict]) -> None:
+        """Append a point's generations, then its record (the record marks the point done)."""
+        if "key" not in record:
+            raise ValueError("a point record needs a 'key' (its grid indices)")
+        key = [int(k) for k in record["key"]]
+        record = {**record, "key": key}
+        lines = []
+        for g in generations:
+            if "key" in g and [int(k) for k in g["key"]] != key:
+                raise ValueError(f"generation key {g['key']} differs from its point's {key}")
+            lines.append(_dumps_line({**g, "key": key}))
+        self._append(GENERATIONS, "".join(lines))
+        self._append(POINTS, _dumps_line(record))
+
+    def _append(self, name: str, text: str) -> None:
+        with open(self.path(name), "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write_env(self, env: dict) -> None:
+        self.write_json(ENV, env)
+
+    def write_json(self, name: str, obj) -> None:
+        self.write_text(name, json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n")
+
+    def write_text(self, name: str, text: str) -> None:
+        _atomic_write(self.path(name), text.encode("utf-8"))

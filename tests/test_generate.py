@@ -1,0 +1,79 @@
+"""HFGenerator on the tiny random model: determinism, batch independence, clean answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from landscape.errors import LandscapeError
+from landscape.generate import Generator, get_generator
+from landscape.generate.hf import HFGenerator
+
+PROMPTS = [
+    "How do I bake bread?",
+    "Tom has 3 apples and buys 4 more.",
+    "Hi",
+    "Step 1: gather tools. Step 2: follow the plan. Step 3: check the result.",
+    "Analyze the sentiment of the input",
+    "Sorry",
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny matmuls on a few cores spend most of their time waking threads: one is much faster.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _gen(model, tok, **kw):
+    return HFGenerator(model, tok, max_new_tokens=12, **kw)
+
+
+def test_greedy_is_deterministic_and_batch_independent(tiny_model, tiny_tokenizer):
+    one = _gen(tiny_model, tiny_tokenizer, batch_size=1).generate(PROMPTS)
+    four = _gen(tiny_model, tiny_tokenizer, batch_size=4)
+    assert len(one) == len(PROMPTS) and all(isinstance(a, str) for a in one)
+    assert four.generate(PROMPTS) == one
+    assert four.generate(PROMPTS, seed=7) == one  # greedy ignores the seed
+    assert four.generate(PROMPTS[::-1]) == one[::-1]  # answers come back in input order
+
+
+def test_sampling_is_seeded(tiny_model, tiny_tokenizer):
+    gen = _gen(tiny_model, tiny_tokenizer, batch_size=4, temperature=1.0)
+    a = gen.generate(PROMPTS, seed=1)
+    assert gen.generate(PROMPTS, seed=1) == a
+    assert gen.generate(PROMPTS, seed=2) != a
+
+
+def test_caller_rng_untouched(tiny_model, tiny_tokenizer):
+    state = torch.get_rng_state()
+    _gen(tiny_model, tiny_tokenizer, temperature=1.0).generate(PROMPTS[:2], seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_answers_hold_no_special_tokens(tiny_model, tiny_tokenizer):
+    answers = _gen(tiny_model, tiny_tokenizer, temperature=1.0).generate(PROMPTS * 3)
+    special = tiny_tokenizer.all_special_tokens
+    assert special and not any(s in a for a in answers for s in special)
+    assert all(a == a.strip() for a in answers)
+
+
+def test_empty_and_bad_settings(tiny_model, tiny_tokenizer):
+    assert _gen(tiny_model, tiny_tokenizer).generate([]) == []
+    with pytest.raises(LandscapeError):
+        HFGenerator(tiny_model, tiny_tokenizer, batch_size=0)
+    with pytest.raises(LandscapeError):
+        HFGenerator(tiny_model, tiny_tokenizer, temperature=-1)
+
+
+def test_registry(tiny_model, tiny_tokenizer):
+    gen = get_generator("hf", tiny_model, tiny_tokenizer, batch_size=2, max_new_tokens=4)
+    assert isinstance(gen, HFGenerator) and isinstance(gen, Generator)
+    assert gen.batch_size == 2
+    with pytest.raises(LandscapeError, match="--backend vllm is not available yet"):
+        get_generator("vllm", tiny_model, tiny_tokenizer)
+    with pytest.raises(LandscapeError, match="unknown backend 'tgi': valid backends are hf, vllm"):
+        get_generator("tgi", tiny_model, tiny_tokenizer)
