@@ -12,6 +12,8 @@ from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
 
+SMALL_MODEL = 20_000_000  # parameters; below this, CPU decoding runs on one thread
+
 
 def _batch_seed(seed: int, batch: int) -> int:
     # A fixed mix of (seed, batch index): the same batch of the same call always draws the same.
@@ -38,6 +40,12 @@ class HFGenerator(Generator):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
+        # Decoding a tiny model on CPU is a long chain of tiny matmuls: each extra thread only
+        # adds wake-up latency (several times slower with 2 threads; see bench/).
+        self._one_thread = (
+            next(model.parameters()).device.type == "cpu"
+            and sum(p.numel() for p in model.parameters()) < SMALL_MODEL
+        )
         if tokenizer.pad_token is None:
             # Padding is masked out, so eos serves; load_model already does this for its tokenizers.
             tokenizer.pad_token = tokenizer.eos_token
@@ -58,6 +66,15 @@ class HFGenerator(Generator):
     def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
         if not prompts:
             return []
+        threads = torch.get_num_threads()
+        if self._one_thread:
+            torch.set_num_threads(1)
+        try:
+            return self._generate(prompts, seed)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _generate(self, prompts: list[str], seed: int) -> list[str]:
         tok = self.tokenizer
         texts = [render_chat(tok, p, self.system_prompt) for p in prompts]
         # A chat template writes its own BOS; adding special tokens again would double it.

@@ -1,0 +1,26 @@
+"""`python -m landscape.toy [--seed N] [--rebuild]`: build (or show) the toy pair and its numbers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from landscape.toy.build import format_metrics, toy_pair
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    p = argparse.ArgumentParser(prog="python -m landscape.toy", description=__doc__)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rebuild", action="store_true", help="build again even if cached")
+    a = p.parse_args(argv)
+    pair = toy_pair(a.seed, rebuild=a.rebuild)
+    print(format_metrics(json.loads(pair.metrics.read_text())))
+    print(f"base: {pair.base}\naligned: {pair.aligned}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

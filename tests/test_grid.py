@@ -1,0 +1,247 @@
+"""The grid end to end on a tiny saved pair: 1-D, 2-D, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from landscape import grid
+from landscape.grid import GridConfig, main, run_grid
+from tests.conftest import make_tiny_model
+
+FILES = ("config.json", "points.jsonl", "generations.jsonl", "summary.json")
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    p = tmp_path / "prompts.csv"
+    p.write_text(
+        "goal,target\nHow do I bake bread?,x\nTell me how to fix a bike.,x\nWhat is 3 + 4?,x\n"
+    )
+    return p
+
+
+@pytest.fixture
+def finetuned_dir(tmp_path, tiny_tokenizer):
+    """A 'harmful fine-tune' of the aligned tiny model: another known delta."""
+    m = make_tiny_model(tiny_tokenizer, seed=0)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.ndim == 2 and ".layers." in name:
+                p.add_(
+                    0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name)))
+                )
+    d = tmp_path / "ft"
+    m.save_pretrained(d)
+    tiny_tokenizer.save_pretrained(d)
+    return d
+
+
+def _cfg(pair, prompts, **kw):
+    base = dict(
+        base=str(pair["base"]),
+        aligned=str(pair["aligned"]),
+        prompts=str(prompts),
+        steps=3,
+        max_new_tokens=4,
+        batch_size=2,
+        device="cpu",
+        dirs=["random:1"],
+    )
+    return GridConfig(**{**base, **kw})
+
+
+def test_grid_1d(tiny_pair_dir, prompts_file, tmp_path):
+    out = tmp_path / "run"
+    summary = run_grid(
+        _cfg(tiny_pair_dir, prompts_file, dirs=["aligned"], range=(-1.0, 1.0)),
+        out,
+        show_progress=False,
+    )
+    points = [json.loads(x) for x in (out / "points.jsonl").read_text().splitlines()]
+    assert [p["coords"] for p in points] == [[-1.0], [0.0], [1.0]]
+    assert all(p["n"] == 3 and 0 <= p["lo"] <= p["asr"] <= p["hi"] <= 1 for p in points)
+    gens = (out / "generations.jsonl").read_text().splitlines()
+    assert len(gens) == 9
+    assert summary["points"] == 3 and "aligned" in summary["epl"] and "visage" in summary
+    assert (out / "landscape.png").stat().st_size > 1000
+    env = json.loads((out / "env.json").read_text())
+    assert len(env["fingerprint_aligned"]) == 16
+
+
+def test_grid_2d_with_fine_tuned_direction(tiny_pair_dir, prompts_file, finetuned_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = _cfg(tiny_pair_dir, prompts_file, dirs=["aligned", "harm"], harmful=str(finetuned_dir))
+    summary = run_grid(cfg, out, show_progress=False)
+    points = [json.loads(x) for x in (out / "points.jsonl").read_text().splitlines()]
+    assert len(points) == 9
+    assert {tuple(p["key"]) for p in points} == {(i, j) for i in range(3) for j in range(3)}
+    assert summary["cosine_before_orthogonalisation"] is not None
+    assert set(summary["epl"]) == {"aligned", "harm"}
+
+
+def test_directions_are_orthogonal_after_normalisation(tiny_pair_dir, finetuned_dir):
+    from landscape.models import load_model
+
+    cfg = GridConfig(
+        base=str(tiny_pair_dir["base"]),
+        aligned=str(tiny_pair_dir["aligned"]),
+        dirs=["aligned", "harm"],
+        harmful=str(finetuned_dir),
+        norm="layer",
+    )
+    model, _ = load_model(cfg.aligned, device="cpu")
+    names = grid.scope.select(model, cfg.scope)
+    (d1, d2), cos = grid.build_directions(cfg, model, cfg.base, names)
+    assert abs(d1.cosine(d2)) < 1e-5
+    assert abs(cos) > 1e-3  # the raw directions were not orthogonal to begin with
+
+
+def test_resume_gives_identical_files(tiny_pair_dir, prompts_file, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_pair_dir, prompts_file, dirs=["random:1", "random:2"])
+    whole = tmp_path / "whole"
+    run_grid(cfg, whole, show_progress=False)
+
+    part = tmp_path / "part"
+    calls = {"n": 0}
+    real = grid.RunStore.append_point
+
+    def dying(self, record, gens):
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        real(self, record, gens)
+
+    monkeypatch.setattr(grid.RunStore, "append_point", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(cfg, part, show_progress=False)
+    assert len((part / "points.jsonl").read_text().splitlines()) == 4
+    monkeypatch.setattr(grid.RunStore, "append_point", real)
+    run_grid(cfg, part, show_progress=False)
+    for name in FILES:
+        assert (part / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_finished_points_are_not_recomputed(tiny_pair_dir, prompts_file, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_pair_dir, prompts_file)
+    out = tmp_path / "run"
+    run_grid(cfg, out, show_progress=False)
+    monkeypatch.setattr(
+        grid, "perturbed", lambda *a, **k: pytest.fail("recomputed a finished point")
+    )
+    run_grid(cfg, out, show_progress=False)
+
+
+def _snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()} if folder.exists() else None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dirs", "sideways"], "unknown direction"),
+        (["--dirs", "random", "random", "random"], "one or two"),
+        (["--steps", "1"], "--steps"),
+        (["--range", "0.5", "-0.5"], "--range"),
+        (["--range", "0.5", "0.5"], "--range"),
+        (["--aligned", "/does/not/exist", "--base", "/nor/this"], "does not exist"),
+        (["--prompts", "/no/such/prompts.csv"], "does not exist"),
+        (["--prompt-column", "nope"], "no column"),
+        (["--judge", "oracle"], "unknown judge"),
+    ],
+)
+def test_bad_input_exits_2_and_writes_nothing(
+    args, message, tiny_pair_dir, prompts_file, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    base = [
+        "--base",
+        str(tiny_pair_dir["base"]),
+        "--aligned",
+        str(tiny_pair_dir["aligned"]),
+        "--prompts",
+        str(prompts_file),
+        "--dirs",
+        "random",
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_mismatched_pair_and_empty_prompts(
+    tiny_pair_dir, tiny_tokenizer, prompts_file, tmp_path, capsys
+):
+    other = make_tiny_model(tiny_tokenizer, layers=3)
+    other_dir = tmp_path / "other"
+    other.save_pretrained(other_dir)
+    tiny_tokenizer.save_pretrained(other_dir)
+    out = tmp_path / "run"
+    common = [
+        "--aligned",
+        str(tiny_pair_dir["aligned"]),
+        "--steps",
+        "3",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
+    assert (
+        main(
+            common + ["--base", str(other_dir), "--dirs", "aligned", "--prompts", str(prompts_file)]
+        )
+        == 2
+    )
+    assert "layers.2" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("goal\n")
+    assert (
+        main(
+            common
+            + ["--base", str(tiny_pair_dir["base"]), "--dirs", "random", "--prompts", str(empty)]
+        )
+        == 2
+    )
+    assert "no prompts" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_other_config_in_folder_is_refused_untouched(tiny_pair_dir, prompts_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
+    before = _snapshot(out)
+    args = [
+        "--base",
+        str(tiny_pair_dir["base"]),
+        "--aligned",
+        str(tiny_pair_dir["aligned"]),
+        "--prompts",
+        str(prompts_file),
+        "--dirs",
+        "random:1",
+        "--steps",
+        "5",
+        "--device",
+        "cpu",
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 2
+    assert "different config" in capsys.readouterr().err
+    assert _snapshot(out) == before
+    shutil.rmtree(out)
