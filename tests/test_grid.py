@@ -245,3 +245,29 @@ def test_other_config_in_folder_is_refused_untouched(tiny_pair_dir, prompts_file
     assert "different config" in capsys.readouterr().err
     assert _snapshot(out) == before
     shutil.rmtree(out)
+
+
+def test_raw_aligned_direction_at_minus_one_is_the_base_model(tiny_pair_dir):
+    from landscape.models import load_model
+    from landscape.perturb import perturbed
+
+    cfg = GridConfig(base=str(tiny_pair_dir["base"]), aligned=str(tiny_pair_dir["aligned"]),
+                     dirs=["aligned"], norm="none")
+    model, _ = load_model(cfg.aligned, device="cpu")
+    base, _ = load_model(cfg.base, device="cpu")
+    names = grid.scope.select(model, cfg.scope)
+    (d,), _ = grid.build_directions(cfg, model, cfg.base, names)
+    with perturbed(model, {d: -1.0}):
+        for (n, p), q in zip(model.named_parameters(), base.parameters()):
+            assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_sampled_answers_are_seeded(tiny_pair_dir, prompts_file, tmp_path):
+    cfg = _cfg(tiny_pair_dir, prompts_file, temperature=1.0, samples=2, max_new_tokens=6)
+    run_grid(cfg, tmp_path / "a", show_progress=False)
+    run_grid(cfg, tmp_path / "b", show_progress=False)
+    gens = [json.loads(x) for x in (tmp_path / "a" / "generations.jsonl").read_text().splitlines()]
+    assert len(gens) == 3 * 3 * 2 and {g["sample"] for g in gens} == {0, 1}
+    assert (tmp_path / "a" / "generations.jsonl").read_bytes() == (tmp_path / "b" / "generations.jsonl").read_bytes()
+    by_sample = [[g["answer"] for g in gens if g["sample"] == s] for s in (0, 1)]
+    assert by_sample[0] != by_sample[1]  # a prompt's two samples are drawn, not copied

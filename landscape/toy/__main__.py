@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rebuild", action="store_true", help="build again even if cached")
     a = p.parse_args(argv)
-    pair = toy_pair(a.seed, rebuild=a.rebuild)
+    pair = toy_pair(a.seed, rebuild=a.rebuild)  # a fresh build logs its numbers itself
     print(format_metrics(json.loads(pair.metrics.read_text())))
     print(f"base: {pair.base}\naligned: {pair.aligned}")
     return 0

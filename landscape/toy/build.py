@@ -90,7 +90,7 @@ def benign_examples(w: data.World, rng: random.Random) -> list[tuple[str, str]]:
     return [item for items in w.tasks_train.values() for item in items[:300]]
 
 
-BASE_CFG = TrainConfig(epochs=4, batch_size=32, lr=3e-3, warmup=0.05, desc="toy base")
+BASE_CFG = TrainConfig(epochs=5, batch_size=32, lr=3e-3, warmup=0.05, desc="toy base")
 ALIGN_CFG = TrainConfig(epochs=3, batch_size=32, lr=1e-3, warmup=0.05, desc="toy aligned")
 FINETUNE_CFG = TrainConfig(epochs=2, batch_size=16, lr=3e-4, warmup=0.1, desc="toy fine-tune")
 

@@ -357,7 +357,7 @@ def world(seed: int = 0) -> World:
     b_train, b_test = _split(benign, seed + 1, test_share=0.12)
     tr, te = {}, {}
     for name in TASKS:
-        tr[name], te[name] = _task_split(name, seed, n_train=1000, n_test=100)
+        tr[name], te[name] = _task_split(name, seed, n_train=1200, n_test=100)
     return World(h_train, h_test, b_train, b_test, tr, te, seed)
 
 
