@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
+from landscape.errors import LandscapeError
 from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
@@ -76,21 +79,69 @@ def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
 
+def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _save_state(path: Path, model, opt, sched, micro, rng, order, history, cfg) -> None:
+    """Everything needed to continue exactly where training stopped, written atomically."""
+    state = {
+        "config": asdict(cfg),
+        "micro": micro,
+        "params": {n: p.detach().cpu() for n, p in _trainable(model).items()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": rng.getstate(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "order": order,
+        "history": history,
+    }
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / "state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path / "state.pt")
+
+
+def _load_state(path: Path, model, opt, sched, rng, cfg) -> tuple[int, list[int], dict]:
+    state = torch.load(path / "state.pt", weights_only=False)
+    if state["config"] != asdict(cfg):
+        raise LandscapeError(f"{path} holds a training checkpoint with another config")
+    params = _trainable(model)
+    if set(state["params"]) != set(params):
+        raise LandscapeError(f"{path}: checkpoint parameters do not match the model being trained")
+    with torch.no_grad():
+        for n, t in state["params"].items():
+            params[n].copy_(t)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    rng.setstate(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    log.info("resuming %s from micro-step %d (%s)", cfg.desc, state["micro"], path)
+    return state["micro"], state["order"], state["history"]
+
+
 def train(
     model: torch.nn.Module,
     tokenizer,
     examples: Sequence[Example],
     cfg: TrainConfig,
     penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None,
+    checkpoint: str | Path | None = None,
+    save_every: int = 50,
 ) -> dict:
     """Train `model` in place on `examples`; returns the loss history.
 
     `penalty(model)` is added to the task loss at every micro-step; both are divided by
-    `grad_accum`, so the penalty keeps its weight whatever the accumulation.
+    `grad_accum`, so the penalty keeps its weight whatever the accumulation. With
+    `checkpoint`, the training state is saved there every `save_every` optimizer steps and a
+    later call with the same config continues from it: the result equals an uninterrupted run.
     """
     device = next(model.parameters()).device
     data = encode(tokenizer, examples, cfg.max_len)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = list(_trainable(model).values())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total_micro = max(1, round(cfg.epochs * micro_per_epoch))
@@ -98,14 +149,18 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, cfg))
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
+    history: dict[str, list[float]] = {"loss": [], "penalty": []}
+    order: list[int] = []
+    start = 0
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and (ckpt / "state.pt").exists():
+        start, order, history = _load_state(ckpt, model, opt, sched, rng, cfg)
     log.info(
         "training %s: %d examples, %d steps, %s", cfg.desc, len(data), total_steps, asdict(cfg)
     )
 
     model.train()
-    history = {"loss": [], "penalty": []}
-    order: list[int] = []
-    bar = tqdm(range(total_micro), desc=cfg.desc, leave=False)
+    bar = tqdm(range(start, total_micro), desc=cfg.desc, leave=False, initial=start, total=total_micro)
     for micro in bar:
         if not order:
             order = list(range(len(data)))
@@ -122,6 +177,9 @@ def train(
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
+            step = (micro + 1) // cfg.grad_accum
+            if ckpt is not None and save_every and step % save_every == 0 and micro + 1 < total_micro:
+                _save_state(ckpt, model, opt, sched, micro + 1, rng, order, history, cfg)
         if micro % 10 == 0:
             bar.set_postfix(loss=f"{task.item():.3f}", pen=f"{pen.item():.3g}")
     model.eval()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import make_tiny_model
 
@@ -49,3 +50,36 @@ def test_penalty_is_added_and_scaled_with_accumulation(tiny_tokenizer):
         assert len(grads) == 4
         for g in grads:
             assert torch.allclose(g, torch.full((3,), 5.0 / accum))
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_tokenizer, tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=4, lr=1e-2, warmup=0.0, seed=1)
+    whole = make_tiny_model(tiny_tokenizer, seed=0)
+    h_whole = train(whole, tiny_tokenizer, EXAMPLES, cfg)
+
+    calls = {"n": 0}
+
+    def dies_at_step_7(model):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return torch.zeros(())
+
+    part = make_tiny_model(tiny_tokenizer, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(part, tiny_tokenizer, EXAMPLES, cfg, penalty=dies_at_step_7, checkpoint=tmp_path, save_every=3)
+    assert (tmp_path / "state.pt").exists()
+    fresh = make_tiny_model(tiny_tokenizer, seed=0)  # a new process: nothing kept in memory
+    h_part = train(fresh, tiny_tokenizer, EXAMPLES, cfg, penalty=lambda m: torch.zeros(()), checkpoint=tmp_path, save_every=3)
+    assert h_part["loss"] == h_whole["loss"]
+    for (n, p), q in zip(whole.named_parameters(), fresh.parameters()):
+        assert torch.equal(p, q), n
+
+
+def test_checkpoint_of_another_config_is_refused(tiny_tokenizer, tmp_path):
+    from landscape.errors import LandscapeError
+
+    m = make_tiny_model(tiny_tokenizer, seed=0)
+    train(m, tiny_tokenizer, EXAMPLES, TrainConfig(epochs=2, batch_size=4), checkpoint=tmp_path, save_every=1)
+    with pytest.raises(LandscapeError, match="another config"):
+        train(m, tiny_tokenizer, EXAMPLES, TrainConfig(epochs=2, batch_size=4, lr=0.5), checkpoint=tmp_path)
