@@ -1,0 +1,259 @@
+"""One fine-tuning run of a method, and its before/after evaluation (HS and FA).
+
+Methods: `sft` (no penalty), `asft` (the penalty keeps LoRA updates near the alignment
+direction), `asft-alt` (no base model: penalise the update's component along a harmful
+direction), `safelora` (SFT, then project the adapter's B per module, post hoc), `safeinstr`
+(SFT with a share of harmful-request → refusal examples mixed in). Every method trains with
+the one loop in `landscape.train`; AsFT only passes it a penalty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from landscape import directions as D
+from landscape.asft.data import Task, load_task, poisoned_mix
+from landscape.errors import LandscapeError
+from landscape.models import load_model
+from landscape.train import TrainConfig, train
+
+log = logging.getLogger(__name__)
+
+METHODS = ("sft", "asft", "asft-alt", "safelora", "safeinstr")
+
+
+@dataclass
+class AsftConfig:
+    method: str = "asft"
+    variant: str = "flat+one-sided"  # the penalty (landscape.asft.penalty); see README
+    lam: float = 1.0
+    task: str = "toy:sst2"
+    n: int = 1000
+    p: float = 0.1
+    base: str | None = None  # default: the toy pair
+    aligned: str | None = None
+    harmful: str | None = None  # asft-alt: the direction to avoid (default on the toy pair: made on demand)
+    full: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    lr: float = 1e-3
+    epochs: float = 3.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    safelora_threshold: float = 0.5
+    safelora_k: int | None = None
+    safety_share: float = 0.05
+    eval_prompts: str = "toy:harmful"
+    max_new_tokens: int = 48
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "auto"
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise LandscapeError(f"unknown method {self.method!r}; valid: {', '.join(METHODS)}")
+        if self.lam < 0:
+            raise LandscapeError(f"λ must be >= 0, got {self.lam}")
+        if not 0 <= self.p <= 1:
+            raise LandscapeError(f"the poison ratio p must be in [0, 1], got {self.p}")
+        if (self.base is None) != (self.aligned is None):
+            raise LandscapeError("give both --base and --aligned, or neither for the toy pair")
+        if self.method in ("asft", "asft-alt"):
+            from landscape.asft.penalty import parse_variant
+
+            parse_variant(self.variant if self.method == "asft" else _alt_variant(self.variant))
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, grad_accum=self.grad_accum,
+                           lr=self.lr, warmup=0.05, seed=self.seed, desc=self.method)
+
+
+def _alt_variant(variant: str) -> str:
+    """AsFT-Alt penalises the inside of the harmful direction's subspace."""
+    core = variant.split("+")[0]
+    return core if core.startswith("along-") else "along-" + ("flat" if core in ("flat", "safelora") else core)
+
+
+def _pair(cfg: AsftConfig) -> tuple[str, str]:
+    if cfg.aligned is not None:
+        return cfg.base, cfg.aligned
+    from landscape.toy import toy_pair
+
+    pair = toy_pair()
+    return str(pair.base), str(pair.aligned)
+
+
+def _target_names(model, modules: list[str]) -> list[str]:
+    names = [n for n, p in model.named_parameters()
+             if p.ndim == 2 and any(n.endswith(f"{m}.weight") for m in modules)]
+    if not names:
+        raise LandscapeError(f"no weights named {', '.join(modules)} in the model")
+    return names
+
+
+def aligned_direction(cfg: AsftConfig, model, names: list[str]) -> D.Direction:
+    base_path, _ = _pair(cfg)
+    base, _ = load_model(base_path, dtype="float32", device="cpu")
+    return D.aligned(base, model, names)
+
+
+def harmful_direction(cfg: AsftConfig, model, names: list[str]) -> D.Direction:
+    source = cfg.harmful
+    if source is None:
+        if cfg.aligned is not None:
+            raise LandscapeError("asft-alt needs --harmful (a harmful fine-tune folder, LoRA adapter or .safetensors)")
+        from landscape.toy import toy_finetune
+
+        source = str(toy_finetune("harmful"))
+    path = Path(source).expanduser()
+    if path.suffix == ".safetensors":
+        return D.Direction.load(path)
+    if (path / "adapter_config.json").exists():
+        return D.from_lora_adapter(path, model, names, kind="harmful")
+    return D.from_checkpoint(str(path), model, names, kind="harmful")
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+
+def evaluate(model, tokenizer, task: Task, cfg: AsftConfig) -> dict:
+    """HS: ASR on held-out harmful prompts (keyword judge; the toy judge beside it on toy
+    prompts). FA: accuracy on the task's test set."""
+    from landscape.generate.hf import HFGenerator
+    from landscape.judges.keyword import KeywordJudge
+    from landscape.prompts import load_prompts
+
+    gen = HFGenerator(model, tokenizer, batch_size=64, max_new_tokens=cfg.max_new_tokens)
+    prompts = load_prompts(cfg.eval_prompts)
+    answers = gen.generate(prompts)
+    out = {"hs": sum(KeywordJudge().judge(prompts, answers)) / len(prompts), "n_hs": len(prompts)}
+    if cfg.eval_prompts.startswith("toy:"):
+        from landscape.toy.judge import ToyJudge
+
+        out["hs_toy"] = sum(ToyJudge().judge(prompts, answers)) / len(prompts)
+    task_answers = gen.generate([q for q, _ in task.test])
+    out["fa"] = sum(task.correct(a, g) for a, (_, g) in zip(task_answers, task.test)) / len(task.test)
+    out["n_fa"] = len(task.test)
+    return out
+
+
+# --- Safe LoRA (post hoc) ----------------------------------------------------------------
+
+
+def _lora_modules(model) -> dict[str, torch.nn.Module]:
+    return {n: m for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
+
+
+def _weight_name(module_name: str, names: list[str]) -> str:
+    key = module_name.split("base_model.model.")[-1] + ".weight"
+    match = [n for n in names if n == key or n.endswith("." + key) or key.endswith("." + n)]
+    if len(match) != 1:
+        raise LandscapeError(f"cannot match LoRA module {module_name} to one weight of the direction")
+    return match[0]
+
+
+def safelora_project(model, direction: D.Direction, threshold: float, k: int | None) -> dict:
+    """Safe LoRA: B ← Ĉ B with Ĉ = d dᵀ/‖d‖_F for the modules whose update keeps less than
+    `threshold` cosine with its projection (or the k with the lowest cosine). The cosines are
+    computed from the unprojected adapter, all before any module is changed."""
+    cosines = {}
+    with torch.no_grad():
+        for name, m in _lora_modules(model).items():
+            d = direction.tensors[_weight_name(name, direction.names)].to(torch.float64)
+            a, b = m.lora_A["default"].weight.double(), m.lora_B["default"].weight.double()
+            cb = d @ (d.T @ b) / d.norm()
+            aat = a @ a.T
+            inner = torch.trace((cb.T @ b) @ aat)
+            norms = torch.sqrt(torch.trace((cb.T @ cb) @ aat) * torch.trace((b.T @ b) @ aat))
+            cosines[name] = (inner / norms).item() if norms > 0 else 1.0
+        ranked = sorted(cosines, key=cosines.get)
+        chosen = ranked[:k] if k is not None else [n for n in ranked if cosines[n] < threshold]
+        modules = _lora_modules(model)
+        for name in chosen:
+            m = modules[name]
+            d = direction.tensors[_weight_name(name, direction.names)].to(m.lora_B["default"].weight)
+            b = m.lora_B["default"].weight
+            b.copy_(d @ (d.T @ b) / d.norm())
+    log.info("safe lora projected %d of %d modules", len(chosen), len(cosines))
+    return {"projected": chosen, "cosines": cosines}
+
+
+# --- one run -----------------------------------------------------------------------------
+
+
+def finetune(cfg: AsftConfig, out: str | Path) -> dict:
+    """Fine-tune the aligned model with `cfg.method` into `out` (adapter or full model,
+    `config.json`, `result.json` with HS/FA and diagnostics); resumes a killed run."""
+    cfg.validate()
+    out = Path(out)
+    result_path = out / "result.json"
+    config = dataclasses.asdict(cfg)
+    if (out / "config.json").exists():
+        old = json.loads((out / "config.json").read_text())
+        if old != json.loads(json.dumps(config)):
+            raise LandscapeError(f"{out} holds a fine-tuning run with another config")
+        if result_path.exists():
+            return json.loads(result_path.read_text())
+    task = load_task(cfg.task, cfg.seed)
+    examples = poisoned_mix(task, cfg.n, cfg.p, cfg.seed,
+                            safety_share=cfg.safety_share if cfg.method == "safeinstr" else 0.0)
+    _, aligned_path = _pair(cfg)
+    model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
+    names = _target_names(model, cfg.target_modules)
+    d_aligned = aligned_direction(cfg, model, names) if cfg.method in ("asft", "safelora") else None
+    d_harm = harmful_direction(cfg, model, names) if cfg.method == "asft-alt" else None
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    t0 = time.perf_counter()
+    if cfg.full:
+        theta0 = {n: p.detach().clone() for n, p in model.named_parameters() if n in names}
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in names)
+        trained = model
+    else:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(cfg.target_modules), task_type="CAUSAL_LM")
+        torch.manual_seed(cfg.seed)
+        trained = get_peft_model(model, lora)
+        theta0 = None
+    penalty = None
+    if cfg.method in ("asft", "asft-alt"):
+        from landscape.asft.penalty import AsftPenalty
+
+        direction, variant = (d_aligned, cfg.variant) if cfg.method == "asft" else (d_harm, _alt_variant(cfg.variant))
+        if cfg.full:
+            penalty = AsftPenalty.for_full(trained, theta0, direction, variant, cfg.lam)
+        else:
+            penalty = AsftPenalty(trained, direction, variant, cfg.lam)
+    history = train(trained, tokenizer, examples, cfg.train_config(), penalty=penalty,
+                    checkpoint=out / "checkpoint")
+    extra = {}
+    if cfg.method == "safelora":
+        extra["safelora"] = safelora_project(trained, d_aligned, cfg.safelora_threshold, cfg.safelora_k)
+    seconds = time.perf_counter() - t0
+    if cfg.full:
+        trained.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+    else:
+        trained.save_pretrained(out / "adapter")
+    result = {"method": cfg.method, "p": cfg.p, "lam": cfg.lam, "variant": cfg.variant,
+              **evaluate(trained, tokenizer, task, cfg), "train_seconds": seconds,
+              "final_loss": sum(history["loss"][-20:]) / max(1, len(history["loss"][-20:])),
+              "final_penalty": sum(history["penalty"][-20:]) / max(1, len(history["penalty"][-20:])),
+              **extra}
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    tmp.replace(result_path)
+    return result
