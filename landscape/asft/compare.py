@@ -13,7 +13,15 @@ from tqdm.auto import tqdm
 
 from landscape import directions as D
 from landscape.asft.data import load_task
-from landscape.asft.finetune import AsftConfig, _pair, _target_names, aligned_direction, evaluate, finetune, harmful_direction
+from landscape.asft.finetune import (
+    AsftConfig,
+    _pair,
+    _target_names,
+    aligned_direction,
+    evaluate,
+    finetune,
+    harmful_direction,
+)
 from landscape.models import load_model
 
 log = logging.getLogger(__name__)
