@@ -15,6 +15,7 @@ from landscape import directions as D
 from landscape.asft.data import load_task
 from landscape.asft.finetune import (
     AsftConfig,
+    _alt_variant,
     _pair,
     _target_names,
     aligned_direction,
@@ -32,8 +33,9 @@ def _label(method: str, variant: str | None) -> str:
 
 
 def _runs(cfg: AsftConfig, methods, ratios, variants):
+    alt = sorted({_alt_variant(v) for v in variants})  # AsFT-Alt penalises inside; one per subspace
     for method in methods:
-        for variant in variants if method in ("asft", "asft-alt") else [None]:
+        for variant in {"asft": variants, "asft-alt": alt}.get(method, [None]):
             for p in ratios:
                 run = dataclasses.replace(cfg, method=method, p=p, variant=variant or cfg.variant)
                 yield _label(method, variant), run
@@ -110,9 +112,12 @@ def format_table(table: dict) -> str:
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {100 * hs:.1f} | {100 * fa:.1f} |")
     d = table.get("diagnostics")
     if d:
-        lines.append("")
-        lines.append(f"cos(d_aligned, d_harm) = {d['cos_aligned_harm']:+.4f}   "
-                     f"(cos with a random direction: {d['cos_aligned_random']:+.4f})")
+        lines += ["", f"cos(d_aligned, d_harm) = {d['cos_aligned_harm']:+.4f}   "
+                      f"(a random direction: {d['cos_aligned_random']:+.4f})", "",
+                  "| variant | harmful update: share allowed | random: share allowed | harmful: signed ⟨d̂, Δ⟩/‖Δ‖ | harmful: share against d |",
+                  "|---|---|---|---|---|"]
         for v, s in d["variants"].items():
-            lines.append(f"{v}: harmful update {json.dumps(s['harm'])}; random {json.dumps(s['random'])}")
+            h, r = s["harm"], s["random"]
+            lines.append(f"| {v} | {h['allowed_share']:.4f} | {r['allowed_share']:.4f} | "
+                         f"{h['along_share']:+.4f} | {h['against_share']:.4f} |")
     return "\n".join(lines)
