@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from landscape import directions as D
 from landscape import metrics, scope
+from landscape.cli import Parser
 from landscape.errors import LandscapeError
 from landscape.generate import GENERATORS, get_generator
 from landscape.judges import get_judges
@@ -366,7 +367,7 @@ def format_summary(summary: dict) -> str:
 
 def parse_args(argv: list[str] | None) -> tuple[GridConfig, Path]:
     d = GridConfig()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m landscape.grid",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -271,3 +271,11 @@ def test_sampled_answers_are_seeded(tiny_pair_dir, prompts_file, tmp_path):
     assert (tmp_path / "a" / "generations.jsonl").read_bytes() == (tmp_path / "b" / "generations.jsonl").read_bytes()
     by_sample = [[g["answer"] for g in gens if g["sample"] == s] for s in (0, 1)]
     assert by_sample[0] != by_sample[1]  # a prompt's two samples are drawn, not copied
+
+
+def test_usage_error_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--steps", "abc"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "invalid int" in err and "\n" not in err

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from landscape.asft.compare import compare, format_table
 from landscape.asft.finetune import METHODS, AsftConfig, finetune
+from landscape.cli import Parser
 from landscape.errors import LandscapeError
 
 
@@ -53,7 +54,7 @@ def _config(a: dict, **over) -> AsftConfig:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    p = argparse.ArgumentParser(prog="python -m landscape.asft", description=__doc__,
+    p = Parser(prog="python -m landscape.asft", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="one fine-tuning run")

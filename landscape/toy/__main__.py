@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 
+from landscape.cli import Parser
 from landscape.toy.build import format_metrics, toy_pair
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    p = argparse.ArgumentParser(prog="python -m landscape.toy", description=__doc__)
+    p = Parser(prog="python -m landscape.toy", description=__doc__)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--rebuild", action="store_true", help="build again even if cached")
     a = p.parse_args(argv)
