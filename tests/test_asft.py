@@ -109,3 +109,48 @@ def test_cli_bad_input(args, message, tiny_pair_dir, eval_prompts, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and message in err and "\n" not in err
     assert not out.exists()
+
+
+def test_a_training_step_moves_the_adapter_not_the_base(tiny_pair_dir):
+    from peft import LoraConfig, get_peft_model
+
+    from landscape.asft.penalty import AsftPenalty
+    from landscape.train import TrainConfig, train
+
+    model, tok = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
+    base, _ = load_model(str(tiny_pair_dir["base"]), device="cpu")
+    names = [n for n, _ in model.named_parameters() if n.endswith(("q_proj.weight", "v_proj.weight"))]
+    direction = D.aligned(base, model, names)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                                  task_type="CAUSAL_LM"))
+    lora_before = {n: p.detach().clone() for n, p in peft_model.named_parameters() if "lora_" in n}
+    penalty = AsftPenalty(peft_model, direction, "flat+one-sided", 1.0)
+    train(peft_model, tok, poisoned_mix(load_task("toy:sst2"), 8, 0.25), TrainConfig(epochs=1, batch_size=4),
+          penalty=penalty)
+    for n, p in peft_model.named_parameters():
+        if "lora_B" in n:  # B starts at zero; every B must have moved
+            assert not torch.equal(p, lora_before[n]), n
+        elif "lora_" not in n:
+            key = n.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, before[key]), n
+
+
+def test_full_fine_tuning_with_the_penalty(tiny_pair_dir, eval_prompts, tmp_path):
+    r = finetune(_cfg(tiny_pair_dir, eval_prompts, method="asft", full=True, lr=1e-3), tmp_path / "full")
+    assert r["final_penalty"] > 0
+    model, _ = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
+    d = D.from_checkpoint(str(tmp_path / "full" / "model"), model, kind="harmful")
+    moved = {n for n, t in d.tensors.items() if t.abs().sum() > 0}
+    assert moved and all(n.endswith(("q_proj.weight", "v_proj.weight")) for n in moved)
+
+
+def test_an_adapter_draws_its_landscape(tiny_pair_dir, eval_prompts, tmp_path):
+    from landscape.grid import GridConfig, run_grid
+
+    finetune(_cfg(tiny_pair_dir, eval_prompts, method="sft"), tmp_path / "sft")
+    cfg = GridConfig(base=str(tiny_pair_dir["base"]), aligned=str(tiny_pair_dir["aligned"]),
+                     dirs=["aligned", "harm"], harmful=str(tmp_path / "sft" / "adapter"),
+                     prompts=str(eval_prompts), steps=3, max_new_tokens=3, device="cpu")
+    summary = run_grid(cfg, tmp_path / "grid", show_progress=False)
+    assert summary["points"] == 9 and summary["cosine_before_orthogonalisation"] is not None
