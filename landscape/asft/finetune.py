@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,4 +257,5 @@ def finetune(cfg: AsftConfig, out: str | Path) -> dict:
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     tmp.replace(result_path)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume an unfinished run
     return result
