@@ -577,3 +577,16 @@ def from_lora_adapter(
         "use_rslora": bool(cfg.get("use_rslora")),
     }
     return Direction(tensors, meta)
+
+
+def from_source(source: str | Path, reference_model: Source, names: Names = None, kind: str = "custom") -> Direction:
+    """A saved `.safetensors` direction, a peft LoRA adapter folder, or a fine-tuned model
+    folder (minus `reference_model`), whichever `source` is."""
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise LandscapeError(f"direction source does not exist: {path}")
+    if path.suffix == ".safetensors":
+        return Direction.load(path)
+    if (path / "adapter_config.json").exists():
+        return from_lora_adapter(path, reference_model, names, kind=kind)
+    return from_checkpoint(str(path), reference_model, names, kind=kind)

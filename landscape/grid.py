@@ -148,13 +148,7 @@ def _finetuned_direction(cfg: GridConfig, kind: str, model, names: list[str]) ->
         from landscape.toy import toy_finetune
 
         source = str(toy_finetune(kind))
-    path = Path(source).expanduser()
-    if path.suffix == ".safetensors":
-        d = D.Direction.load(path)
-    elif (path / "adapter_config.json").exists():
-        d = D.from_lora_adapter(path, model, names, kind=kind)
-    else:
-        d = D.from_checkpoint(str(path), model, names, kind=kind)
+    d = D.from_source(source, model, names, kind=kind)
     d.check(model)
     if d.names != names:
         raise LandscapeError(f"--{kind} direction covers other parameters than --scope {cfg.scope}")

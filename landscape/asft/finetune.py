@@ -115,12 +115,7 @@ def harmful_direction(cfg: AsftConfig, model, names: list[str]) -> D.Direction:
         from landscape.toy import toy_finetune
 
         source = str(toy_finetune("harmful"))
-    path = Path(source).expanduser()
-    if path.suffix == ".safetensors":
-        return D.Direction.load(path)
-    if (path / "adapter_config.json").exists():
-        return D.from_lora_adapter(path, model, names, kind="harmful")
-    return D.from_checkpoint(str(path), model, names, kind="harmful")
+    return D.from_source(source, model, names, kind="harmful")
 
 
 # --- evaluation --------------------------------------------------------------------------
