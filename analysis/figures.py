@@ -231,7 +231,8 @@ def _lines(run: Path, config: dict, points: list[dict]) -> list[tuple[str, str, 
         if len(line) >= 2:
             line.sort(key=lambda p: p["coords"][ax])
             line = [{**p, "coords": [p["coords"][ax]]} for p in line]
-            out.append((config["dirs"][ax], config["norm"], line))
+            name = config["dirs"][ax] if ax == 0 else f"{config['dirs'][1]} ⊥ {config['dirs'][0]}"
+            out.append((name, config["norm"], line))
     return out
 
 
@@ -277,7 +278,7 @@ def plot_curves(runs: str | Path | Iterable[str | Path], out: str | Path) -> lis
         ax.set_ylabel(f"attack success rate ({'/'.join(sorted(judges))} judge)")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title("ASR along each direction (bands: Wilson 95%)")
-        ax.legend(loc="best")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
         stem = f"{_stem(runs[0])}-curve" if len(runs) == 1 else "curves"
         return _save(fig, out, stem)
 
@@ -305,6 +306,7 @@ def plot_contour(run: str | Path, out: str | Path) -> list[Path]:
     with _style():
         fig, ax = plt.subplots(figsize=(6.2, 4.8))
         ax.grid(False)
+        ax.spines[["top", "right"]].set_visible(True)
         levels = np.linspace(0, 1, 11)
         filled = ax.contourf(xs, ys, z, levels=levels, cmap=CMAP, vmin=0, vmax=1, extend="neither")
         cb = fig.colorbar(filled, ax=ax, ticks=np.linspace(0, 1, 6))
@@ -481,7 +483,6 @@ def plot_html(run: str | Path, out: str | Path, include_plotlyjs: str | bool = "
                 tuple(p["key"])
             ]
         z = np.where(np.isnan(f["asr"]), None, f["asr"]).tolist()
-        text = text.tolist()
         fig = make_subplots(
             rows=1,
             cols=2,
@@ -611,13 +612,19 @@ def load_asft_runs(runs_dir: str | Path) -> list[dict]:
     return records
 
 
+_SYMBOL = {"lam": "λ", "lora_r": "r"}
+
+
 def _series_name(r: dict, keys: Sequence[str]) -> str:
     method = r.get("method", "?")
     parts = [
         method + (f" ({r['variant']})" if method.startswith("asft") and r.get("variant") else "")
     ]
+    keys = [k for k in keys if r.get(k) is not None]
     parts += [
-        f"{k} = {r.get(k):g}" if isinstance(r.get(k), (int, float)) else f"{k} = {r.get(k)}"
+        f"{_SYMBOL.get(k, k)} = {r[k]:g}"
+        if isinstance(r[k], (int, float))
+        else f"{_SYMBOL.get(k, k)} = {r[k]}"
         for k in keys
     ]
     return ", ".join(parts)
@@ -630,7 +637,9 @@ def _group(records: list[dict], x: str, ignore: set[str]) -> dict[str, list[dict
     varying = [
         k
         for k in settings
-        if k != x and k not in ignore and len({json.dumps(r.get(k)) for r in records}) > 1
+        if k != x
+        and k not in ignore
+        and len({json.dumps(r.get(k)) for r in records if r.get(k) is not None}) > 1
     ]
     groups: dict[str, list[dict]] = {}
     for r in records:
@@ -785,6 +794,7 @@ def plot_run(run: str | Path) -> Path:
             ax.legend(loc="best")
         else:
             ax.grid(False)
+            ax.spines[["top", "right"]].set_visible(True)
             xs, ys, f = _grid(points)
             z = f["asr"]
             mesh = ax.pcolormesh(xs, ys, z, cmap=CMAP, vmin=0, vmax=1, shading="nearest")
