@@ -254,6 +254,8 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
         t0 = time.perf_counter()
         with perturbed(model, dict(zip(dirs, coords)), theta0=theta0):
             t1 = time.perf_counter()
+            # A seed per point, fixed by its grid indices: sampled answers are the same
+            # whether the point is computed in a fresh run or after a resume.
             answers = gen.generate(
                 asked, seed=cfg.seed * 7919 + sum(k * 104729**j for j, k in enumerate(key))
             )
