@@ -63,6 +63,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from landscape.directions import Direction
@@ -258,30 +259,59 @@ class Anchor:
     # The main term (the variant without its one-sided part) and c = ⟨d, ΔW⟩ (None when d is
     # not kept). Both forms below share the one-sided and diagnostics code.
     def _lora_parts(
-        self, B: torch.Tensor, A: torch.Tensor, s: float
+        self, B: torch.Tensor, A: torch.Tensor, s: float | torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Written for one weight (B out×r, A r×in) and, unchanged, for a stack of same-shape
+        # weights (a leading group dimension, see `Anchor.stack`): .mT and sums over the last
+        # two dimensions mean the same thing in both cases.
         v = self.variant
         B, A = B.to(self.dtype), A.to(self.dtype)
-        G = A @ A.T
+        G = A @ A.mT
         c = None
         if self.d is not None:
             # d on the right both here and in the backward ((s·g·A) @ dᵀ): BLAS runs dᵀ @ skinny
             # several times slower than skinny @ d or skinny @ dᵀ on CPU.
-            c = s * ((B.T @ self.d) * A).sum()
+            c = s * ((B.mT @ self.d) * A).sum((-2, -1))
         if v.kind == "flat":
             along2 = (c * self.inv_n) ** 2
             if v.inside:
                 return along2, c
             # ‖ΔW‖² − ⟨d̂, ΔW⟩² ≥ 0; the clamp only removes round-off below zero.
-            return (s * s * ((B.T @ B) * G).sum() - along2).clamp_min(0), c
-        Ft = B.T @ self.U  # Fᵀ = (UᵀB)ᵀ, r×m: U on the right for the same reason
+            return (s * s * ((B.mT @ B) * G).sum((-2, -1)) - along2).clamp_min(0), c
+        Ft = B.mT @ self.U  # Fᵀ = (UᵀB)ᵀ, r×m: U on the right for the same reason
         if v.kind == "subspace":
             if v.inside:
-                return s * s * ((Ft @ Ft.T) * G).sum(), c
-            M = B - self.U @ Ft.T  # (I − P)B, out×r: exact residual, no cancellation
-            return s * s * ((M.T @ M) * G).sum(), c
-        H = B.T @ B + (Ft * self.w) @ Ft.T  # Bᵀ(I − Ĉ)²B, r×r
-        return (s * s * (H * G).sum()).clamp_min(0), c
+                return s * s * ((Ft @ Ft.mT) * G).sum((-2, -1)), c
+            M = B - self.U @ Ft.mT  # (I − P)B, out×r: exact residual, no cancellation
+            return s * s * ((M.mT @ M) * G).sum((-2, -1)), c
+        H = B.mT @ B + (Ft * self.w) @ Ft.mT  # Bᵀ(I − Ĉ)²B, r×r
+        return (s * s * (H * G).sum((-2, -1))).clamp_min(0), c
+
+    @classmethod
+    def stack(cls, anchors: Sequence[Anchor]) -> Anchor:
+        """One anchor for several same-shape weights: their factors stacked along a leading
+        dimension, so that `lora` on stacked B and A costs a few batched products instead of
+        a few products per weight (per-call overhead dominates small layers)."""
+        first = anchors[0]
+        st = cls.__new__(cls)
+        st.variant, st.name, st.shape = first.variant, "+".join(a.name for a in anchors), first.shape
+        st.dtype, st.device = first.dtype, first.device
+        st.dnorm = None
+        st.inv_n = torch.tensor([a.inv_n for a in anchors], dtype=first.dtype, device=first.device)
+        st.d = torch.stack([a.d for a in anchors]) if first.d is not None else None
+        st.U = st.w = None
+        if first.U is not None:
+            # Ĉ's spectrum keeps as many vectors as each d's numerical rank: pad with zero
+            # columns (and zero weights), which add nothing to Fᵀ diag(w) F or to U Uᵀ.
+            m = max(a.U.shape[1] for a in anchors)
+            st.U = torch.stack([F.pad(a.U, (0, m - a.U.shape[1])) for a in anchors])
+            if first.w is not None:
+                st.w = torch.stack([F.pad(a.w, (0, m - a.w.shape[0])) for a in anchors])[:, None, :]
+        return st
+
+    def stack_key(self) -> tuple:
+        """Anchors with equal keys can be stacked."""
+        return (self.shape, self.dtype, self.device, self.d is None, self.U is None, self.w is None)
 
     def _dense_parts(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         v = self.variant
@@ -472,6 +502,8 @@ class AsftPenalty:
         self.lam = _check_lam(lam)
         self._model = model
         self._terms: list[_Term] = []
+        self._groups: list[tuple[list[_Term], Anchor]] | None = None  # built on first call
+        self._groups_device: torch.device | None = None
 
     def _log_built(self, n_dir: int, seconds: float) -> None:
         log.info(
@@ -518,23 +550,41 @@ class AsftPenalty:
         """λ · Σ pen(ΔW) over the covered weights."""
         if model is not None and model is not self._model:
             self._bind(model)
+        if self.adapter_name:
+            return self._lora_total() * self.lam
         total: torch.Tensor | None = None
         for t in self._terms:
-            if t.module is not None:
-                a = self.adapter_name
-                B, A = t.module.lora_B[a].weight, t.module.lora_A[a].weight
-                if t.anchor.device != B.device:
-                    t.anchor.to_(B.device)
-                # scaling is read at every call: peft's set_scale / scale_layer change it.
-                v = t.anchor.lora(B, A, t.module.scaling[a])
-            else:
-                if t.anchor.device != t.param.device:
-                    t.anchor.to_(t.param.device)
-                    t.w0 = t.w0.to(t.param.device)
-                dt = t.anchor.dtype
-                v = t.anchor.dense(t.param.to(dt) - t.w0.to(dt))
+            if t.anchor.device != t.param.device:
+                t.anchor.to_(t.param.device)
+                t.w0 = t.w0.to(t.param.device)
+            dt = t.anchor.dtype
+            v = t.anchor.dense(t.param.to(dt) - t.w0.to(dt))
             total = v if total is None else total + v
         return total * self.lam
+
+
+    def _lora_total(self) -> torch.Tensor:
+        """Σ pen over the LoRA terms, same-shape weights batched together."""
+        a = self.adapter_name
+        dev = self._terms[0].module.lora_B[a].weight.device
+        if self._groups is None or self._groups_device != dev:
+            for t in self._terms:
+                if t.anchor.device != dev:
+                    t.anchor.to_(dev)
+            by_key: dict[tuple, list[_Term]] = {}
+            for t in self._terms:
+                by_key.setdefault(t.anchor.stack_key(), []).append(t)
+            self._groups = [(ts, Anchor.stack([t.anchor for t in ts])) for ts in by_key.values()]
+            self._groups_device = dev
+        total: torch.Tensor | None = None
+        for terms, anchor in self._groups:
+            B = torch.stack([t.module.lora_B[a].weight for t in terms])
+            A = torch.stack([t.module.lora_A[a].weight for t in terms])
+            # scaling is read at every call: peft's set_scale / scale_layer change it.
+            s = torch.tensor([t.module.scaling[a] for t in terms], dtype=anchor.dtype, device=dev)
+            v = anchor.lora(B, A, s).sum()
+            total = v if total is None else total + v
+        return total
 
 
 # --- diagnostics ---------------------------------------------------------------------------
