@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from landscape.errors import LandscapeError  # noqa: E402
+from landscape.store import read_jsonl  # noqa: E402
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -90,24 +91,9 @@ def _read_json(path: Path) -> dict:
 
 def _read_jsonl(path: Path) -> list[dict]:
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
-        raise LandscapeError(f"cannot read {path}: {e}") from e
-    rows = []
-    lines = text.splitlines()
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            # a run killed mid-write can leave a torn last line; anything else is corruption
-            if i == len(lines):
-                break
-            raise LandscapeError(f"{path}, line {i}: not JSON") from None
-    return rows
+        return read_jsonl(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise LandscapeError(f"cannot read {path}: {e}") from None
 
 
 def load_run(run: str | Path) -> tuple[dict, list[dict], dict]:

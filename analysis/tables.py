@@ -30,6 +30,7 @@ import pandas as pd
 from landscape import metrics
 from landscape.cli import Parser
 from landscape.errors import LandscapeError
+from landscape.store import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -64,27 +65,10 @@ def _read_json(path: Path) -> dict:
 
 def read_points(run: str | Path) -> list[dict]:
     """The finished points of a run folder; a truncated last line (a killed run) is left out."""
-    path = Path(run) / "points.jsonl"
     try:
-        text = path.read_text(encoding="utf-8")
+        return read_jsonl(Path(run) / "points.jsonl")
     except (OSError, UnicodeDecodeError) as e:
-        raise LandscapeError(f"cannot read {path}: {e}") from None
-    lines = text.split("\n")
-    tail, lines = lines[-1], lines[:-1]  # the piece after the last newline: an unfinished write
-    points = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            points.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise LandscapeError(f"{path}: line {i + 1} is not JSON") from None
-    if tail.strip():
-        try:
-            points.append(json.loads(tail))
-        except json.JSONDecodeError:
-            log.warning("%s: a truncated last line was left out", path)
-    return points
+        raise LandscapeError(f"cannot read {Path(run) / 'points.jsonl'}: {e}") from None
 
 
 def _model_label(config: dict) -> str:
@@ -142,12 +126,7 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
     summary_path = run / "summary.json"
     summary = _read_json(summary_path) if summary_path.is_file() else {}
     rows = []
-    for ax, name in enumerate(dirs):
-        line = sorted(
-            (c[ax], v)
-            for c, v in values.items()
-            if all(c[d] == 0.0 for d in range(len(dirs)) if d != ax)
-        )
+    for (alphas, asrs), name in zip(metrics.axis_curves(values, len(dirs)), dirs):
         row = {
             "run": run.name,
             "model": _model_label(config),
@@ -164,7 +143,6 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
             "epl_both_censored": None,
             "visage": np.nan,
         }
-        alphas, asrs = [a for a, _ in line], [s for _, s in line]
         if asr0 is not None and tau is not None:
             e = metrics.epl(alphas, asrs, tau)
             row.update(

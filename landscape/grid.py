@@ -321,15 +321,10 @@ def summarize(
         "cosine_before_orthogonalisation": cos,
         "epl": {},
     }
-    for ax, name in enumerate(cfg.dirs):
-        line = []
-        for i, alpha in enumerate(axes[ax]):
-            key = tuple(i if d == ax else origin[d] for d in range(len(axes)))
-            if key in done:
-                line.append((float(alpha), done[key]["asr"]))
-        if tau is None or not any(a == 0.0 for a, _ in line):
+    values = {tuple(r["coords"]): r["asr"] for r in done.values()}
+    for (alphas, asrs), name in zip(metrics.axis_curves(values, len(axes)), cfg.dirs):
+        if tau is None or 0.0 not in alphas:
             continue
-        alphas, asrs = zip(*line)
         summary["epl"][name] = metrics.epl(alphas, asrs, tau)
         if len(axes) == 1:
             summary["visage"] = metrics.visage(alphas, asrs)

@@ -131,3 +131,14 @@ def visage(alphas: Sequence[float], asrs: Sequence[float]) -> float:
             break
     span = vals[start : end + 1]
     return sum(100.0 - v for v in span) / len(span)
+
+
+def axis_curves(values: dict[tuple[float, ...], float], ndim: int) -> list[tuple[list[float], list[float]]]:
+    """For each axis of a grid, the (α, ASR) curve through the origin: the points whose other
+    coordinates are 0, sorted by α. `values` maps coordinates to ASR."""
+    curves = []
+    for ax in range(ndim):
+        line = sorted((c[ax], v) for c, v in values.items()
+                      if all(c[d] == 0.0 for d in range(ndim) if d != ax))
+        curves.append(([a for a, _ in line], [v for _, v in line]))
+    return curves

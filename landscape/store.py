@@ -62,6 +62,12 @@ def _lookup(cfg, dotted: str):
     return json.dumps(cfg)
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The complete records of a run's .jsonl file ([] if it is missing); a truncated last
+    line, left by a killed run, is left out."""
+    return [rec for _, rec in _read_lines(Path(path))[0]]
+
+
 def _read_lines(path: Path) -> tuple[list[tuple[str, dict]], bool]:
     """Complete JSON lines of a .jsonl file, and whether a truncated last line was left out."""
     if not path.exists():
