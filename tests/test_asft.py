@@ -154,3 +154,33 @@ def test_an_adapter_draws_its_landscape(tiny_pair_dir, eval_prompts, tmp_path):
                      prompts=str(eval_prompts), steps=3, max_new_tokens=3, device="cpu")
     summary = run_grid(cfg, tmp_path / "grid", show_progress=False)
     assert summary["points"] == 9 and summary["cosine_before_orthogonalisation"] is not None
+
+
+def test_safelora_projects_the_lowest_cosine_modules_only(tiny_pair_dir):
+    from peft import LoraConfig, get_peft_model
+
+    from landscape.asft.finetune import safelora_project
+
+    model, _ = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
+    base, _ = load_model(str(tiny_pair_dir["base"]), device="cpu")
+    names = [n for n, _ in model.named_parameters() if n.endswith(("q_proj.weight", "v_proj.weight"))]
+    direction = D.aligned(base, model, names)
+    pm = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                          task_type="CAUSAL_LM"))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n:
+                p.copy_(torch.randn(p.shape, generator=g))
+    before = {n: p.detach().clone() for n, p in pm.named_parameters() if "lora_B" in n}
+    out = safelora_project(pm, direction, threshold=0.5, k=1)
+    (chosen,) = out["projected"]
+    assert chosen == min(out["cosines"], key=out["cosines"].get)
+    for n, p in pm.named_parameters():
+        if "lora_B" not in n:
+            continue
+        if n.startswith(chosen + "."):
+            d = direction.tensors[[k for k in names if chosen.endswith(k.removesuffix(".weight"))][0]]
+            assert torch.allclose(p, d @ (d.T @ before[n]) / d.norm(), atol=1e-6)
+        else:
+            assert torch.equal(p, before[n]), n

@@ -145,40 +145,33 @@ def evaluate(model, tokenizer, task: Task, cfg: AsftConfig) -> dict:
 # --- Safe LoRA (post hoc) ----------------------------------------------------------------
 
 
-def _lora_modules(model) -> dict[str, torch.nn.Module]:
-    return {n: m for n, m in model.named_modules() if hasattr(m, "lora_A") and "default" in m.lora_A}
-
-
-def _weight_name(module_name: str, names: list[str]) -> str:
-    key = module_name.split("base_model.model.")[-1] + ".weight"
-    match = [n for n in names if n == key or n.endswith("." + key) or key.endswith("." + n)]
-    if len(match) != 1:
-        raise LandscapeError(f"cannot match LoRA module {module_name} to one weight of the direction")
-    return match[0]
-
-
 def safelora_project(model, direction: D.Direction, threshold: float, k: int | None) -> dict:
     """Safe LoRA: B ← Ĉ B with Ĉ = d dᵀ/‖d‖_F for the modules whose update keeps less than
     `threshold` cosine with its projection (or the k with the lowest cosine). The cosines are
     computed from the unprojected adapter, all before any module is changed."""
-    cosines = {}
+    from landscape.asft.penalty import _match
+
+    cosines, projected, modules = {}, {}, {}
     with torch.no_grad():
-        for name, m in _lora_modules(model).items():
-            d = direction.tensors[_weight_name(name, direction.names)].to(torch.float64)
+        for name, m in model.named_modules():
+            if not (hasattr(m, "lora_A") and "default" in m.lora_A):
+                continue
+            dname = _match(name + ".weight", direction.names, "LoRA module")
+            if dname is None:
+                raise LandscapeError(f"the direction has no tensor for LoRA module {name}")
+            d = direction.tensors[dname].to(torch.float64)
             a, b = m.lora_A["default"].weight.double(), m.lora_B["default"].weight.double()
             cb = d @ (d.T @ b) / d.norm()
             aat = a @ a.T
             inner = torch.trace((cb.T @ b) @ aat)
             norms = torch.sqrt(torch.trace((cb.T @ cb) @ aat) * torch.trace((b.T @ b) @ aat))
             cosines[name] = (inner / norms).item() if norms > 0 else 1.0
+            projected[name], modules[name] = cb, m
         ranked = sorted(cosines, key=cosines.get)
         chosen = ranked[:k] if k is not None else [n for n in ranked if cosines[n] < threshold]
-        modules = _lora_modules(model)
         for name in chosen:
-            m = modules[name]
-            d = direction.tensors[_weight_name(name, direction.names)].to(m.lora_B["default"].weight)
-            b = m.lora_B["default"].weight
-            b.copy_(d @ (d.T @ b) / d.norm())
+            b = modules[name].lora_B["default"].weight
+            b.copy_(projected[name].to(b))
     log.info("safe lora projected %d of %d modules", len(chosen), len(cosines))
     return {"projected": chosen, "cosines": cosines}
 
