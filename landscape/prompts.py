@@ -91,12 +91,14 @@ def read_rows(path: Path) -> list:
 def load_prompts(
     source: str, column: str | None = None, n: int | None = None, seed: int = 0
 ) -> list[str]:
-    """Prompts from a file, `toy:NAME` or `hf:ORG/NAME[:SPLIT]`; `n` draws a seeded sample
-    kept in file order."""
-    if source.startswith("toy:"):
-        from landscape.toy.data import prompt_set
+    """Prompts from a file, a world's set `WORLD:NAME` (`toy:harmful`) or
+    `hf:ORG/NAME[:SPLIT]`; `n` draws a seeded sample kept in file order."""
+    from landscape.world import world_of
 
-        prompts = list(prompt_set(source[4:]))
+    in_world = world_of(source)
+    if in_world is not None:
+        world, name = in_world
+        prompts = list(world.prompt_set(name))
     elif source.startswith("hf:"):
         prompts = _prompts_from_rows(_hf_rows(source), source, column)
     else:

@@ -14,23 +14,19 @@ import shutil
 from pathlib import Path
 
 from landscape.errors import LandscapeError
+from landscape.io import (
+    atomic_write,
+    dumps_json,
+    dumps_line,
+    raw_jsonl,
+    read_json,
+    read_jsonl,
+    read_lines,
+)
 
 log = logging.getLogger(__name__)
 
 CONFIG, ENV, POINTS, GENERATIONS = "config.json", "env.json", "points.jsonl", "generations.jsonl"
-
-
-def _dumps_line(obj) -> str:
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _normalise(config: dict) -> dict:
@@ -77,24 +73,10 @@ def read_config(folder: str | Path) -> dict:
         raise LandscapeError(f"{folder}: no such run folder")
     if not path.is_file():
         raise LandscapeError(f"{folder}: not a run folder (no {CONFIG})")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise LandscapeError(f"{path} is not valid JSON") from None
+    config = read_json(path)
     if not isinstance(config, dict):
         raise LandscapeError(f"{path} does not hold a config (a JSON object)")
     return config
-
-
-def dumps_json(obj) -> str:
-    """JSON as run folders hold it (what RunStore.write_json writes)."""
-    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-
-
-def raw_jsonl(path: str | Path) -> list[tuple[str, dict]]:
-    """The complete lines of a .jsonl file with their records, the text as it is (without
-    the newline), to copy byte for byte; a truncated last line is left out."""
-    return _read_lines(Path(path))[0]
 
 
 def write_folder(out: str | Path, files: dict[str, str], finish=None) -> None:
@@ -108,7 +90,7 @@ def write_folder(out: str | Path, files: dict[str, str], finish=None) -> None:
     tmp.mkdir(parents=True)
     try:
         for name, text in files.items():
-            _atomic_write(tmp / name, text.encode("utf-8"))
+            atomic_write(tmp / name, text.encode("utf-8"))
         if finish is not None:
             finish(tmp)
         if out.exists():
@@ -117,32 +99,6 @@ def write_folder(out: str | Path, files: dict[str, str], finish=None) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """The complete records of a run's .jsonl file ([] if it is missing); a truncated last
-    line, left by a killed run, is left out."""
-    return [rec for _, rec in _read_lines(Path(path))[0]]
-
-
-def _read_lines(path: Path) -> tuple[list[tuple[str, dict]], bool]:
-    """Complete JSON lines of a .jsonl file, and whether a truncated last line was left out."""
-    if not path.exists():
-        return [], False
-    text = path.read_bytes().decode("utf-8")
-    parts = text.split("\n")
-    # The piece after the last newline is empty for an intact file, else an unfinished write.
-    tail, parts = parts[-1], parts[:-1]
-    lines, dropped = [], bool(tail)
-    for i, line in enumerate(parts):
-        try:
-            lines.append((line, json.loads(line)))
-        except json.JSONDecodeError:
-            if i == len(parts) - 1 and not tail:
-                dropped = True
-                continue
-            raise LandscapeError(f"{path}: line {i + 1} is not valid JSON") from None
-    return lines, dropped
 
 
 class RunStore:
@@ -179,12 +135,6 @@ class RunStore:
                 f"({_lookup(old, key)} vs {_lookup(new, key)}); use another folder"
             )
 
-    @classmethod
-    def open(cls, out_dir: str | Path, config: dict) -> RunStore:
-        """check, then create: the usual way in."""
-        cls.check(out_dir, config)
-        return cls(out_dir, config).create()
-
     def create(self) -> RunStore:
         """Make the folder, write config.json if absent, and repair what a kill left behind."""
         self.check(self.out_dir, self.config)
@@ -195,12 +145,12 @@ class RunStore:
         return self
 
     def _repair(self) -> None:
-        points, dropped = _read_lines(self.path(POINTS))
+        points, dropped = read_lines(self.path(POINTS))
         if dropped:
             log.warning("dropping a truncated last line of %s", self.path(POINTS))
             self.write_text(POINTS, "".join(line + "\n" for line, _ in points))
         keys = {tuple(rec["key"]) for _, rec in points}
-        gens, dropped = _read_lines(self.path(GENERATIONS))
+        gens, dropped = read_lines(self.path(GENERATIONS))
         kept = [line for line, rec in gens if tuple(rec["key"]) in keys]
         if dropped or len(kept) < len(gens):
             n = len(gens) - len(kept) + int(dropped)
@@ -214,7 +164,7 @@ class RunStore:
 
     def done(self) -> dict[tuple[int, ...], dict]:
         """Finished point records by key (grid indices); a truncated last line is ignored."""
-        points, _ = _read_lines(self.path(POINTS))
+        points, _ = read_lines(self.path(POINTS))
         return {tuple(rec["key"]): rec for _, rec in points}
 
     def append_point(self, record: dict, generations: list[dict]) -> None:
@@ -227,9 +177,9 @@ class RunStore:
         for g in generations:
             if "key" in g and [int(k) for k in g["key"]] != key:
                 raise ValueError(f"generation key {g['key']} differs from its point's {key}")
-            lines.append(_dumps_line({**g, "key": key}))
+            lines.append(dumps_line({**g, "key": key}))
         self._append(GENERATIONS, "".join(lines))
-        self._append(POINTS, _dumps_line(record))
+        self._append(POINTS, dumps_line(record))
 
     def _append(self, name: str, text: str) -> None:
         with open(self.path(name), "a", encoding="utf-8") as f:
@@ -244,4 +194,20 @@ class RunStore:
         self.write_text(name, dumps_json(obj))
 
     def write_text(self, name: str, text: str) -> None:
-        _atomic_write(self.path(name), text.encode("utf-8"))
+        atomic_write(self.path(name), text)
+
+
+# Readers of run files, re-exported for the modules that take them from here.
+__all__ = [
+    "CONFIG",
+    "ENV",
+    "GENERATIONS",
+    "POINTS",
+    "RunStore",
+    "dumps_json",
+    "first_difference",
+    "raw_jsonl",
+    "read_config",
+    "read_jsonl",
+    "write_folder",
+]

@@ -82,9 +82,10 @@ def test_length_mismatch():
 def test_registry(monkeypatch):
     assert set(JUDGES) >= {"keyword", "toy", "llama-guard", "beaver-dam", "harmbench"}
     assert isinstance(get_judge("keyword"), KeywordJudge)
-    valid = "keyword, toy, llama-guard, beaver-dam, harmbench"
-    with pytest.raises(LandscapeError, match=f"unknown judge 'nope': valid judges are {valid}$"):
+    with pytest.raises(LandscapeError, match="unknown judge 'nope': valid judges are ") as e:
         get_judge("nope")
+    valid = str(e.value).split("valid judges are ")[1].split(", ")
+    assert sorted(valid) == sorted(["keyword", "toy", "llama-guard", "beaver-dam", "harmbench"])
     with pytest.raises(LandscapeError, match="toy takes no argument"):
         get_judge("toy:x")
     with pytest.raises(LandscapeError, match="give a keyword file after the colon"):

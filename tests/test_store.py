@@ -31,7 +31,7 @@ def _files(d):
 
 
 def _run(d, points):
-    store = RunStore.open(d, CONFIG)
+    store = RunStore(d, CONFIG).create()
     for i in points:
         if (i, 0) not in store.done():
             store.append_point(*_point(i))
@@ -69,7 +69,7 @@ def test_config_mismatch_writes_nothing(tmp_path):
         in str(e.value)
     )
     with pytest.raises(LandscapeError, match="first difference at extra"):
-        RunStore.open(d, {**CONFIG, "extra": 1})
+        RunStore(d, {**CONFIG, "extra": 1}).create()
     assert _files(d) == before
     # Tuples read back as lists: the same config in another spelling is no difference.
     RunStore.check(d, {**CONFIG, "grid": {"alphas": (-0.5, 0.0, 0.5), "points": 3}})
@@ -81,7 +81,7 @@ def test_non_run_folder_refused(tmp_path):
         RunStore.check(tmp_path, CONFIG)
     empty = tmp_path / "empty"
     empty.mkdir()
-    RunStore.open(empty, CONFIG)
+    RunStore(empty, CONFIG).create()
     assert (empty / "config.json").exists()
 
 
@@ -122,7 +122,7 @@ def test_orphan_generations_dropped(tmp_path):
         for g in gens:
             f.write(json.dumps({**g, "key": record["key"]}, sort_keys=True) + "\n")
         f.write('{"key": [2, 0], "answ')
-    RunStore.open(d, CONFIG)
+    RunStore(d, CONFIG).create()
     two_points = (full / "generations.jsonl").read_text().splitlines(keepends=True)[:6]
     assert (d / "generations.jsonl").read_text() == "".join(two_points)
     _run(d, range(3))
@@ -140,7 +140,7 @@ def test_corrupt_middle_line_is_an_error(tmp_path):
 
 
 def test_generation_key_mismatch(tmp_path):
-    store = RunStore.open(tmp_path / "run", CONFIG)
+    store = RunStore(tmp_path / "run", CONFIG).create()
     with pytest.raises(ValueError):
         store.append_point({"key": [0, 0]}, [{"key": [1, 0], "answer": "x"}])
 

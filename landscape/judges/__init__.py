@@ -7,21 +7,20 @@
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import math
 
 from landscape.errors import LandscapeError
 from landscape.judges.base import Judge
+from landscape.registry import Registry
 
 # name -> "module:Class"; a judge model's heavy imports happen only when it is asked for.
-JUDGES: dict[str, str] = {
-    "keyword": "landscape.judges.keyword:KeywordJudge",
-    "toy": "landscape.toy.judge:ToyJudge",
-    "llama-guard": "landscape.judges.llama_guard:LlamaGuardJudge",
-    "beaver-dam": "landscape.judges.beaver_dam:BeaverDamJudge",
-    "harmbench": "landscape.judges.harmbench:HarmBenchJudge",
-}
+# Worlds add their own judges through plugins (the toy world's `toy`).
+JUDGES = Registry("judge")
+JUDGES.register("keyword", "landscape.judges.keyword:KeywordJudge")
+JUDGES.register("llama-guard", "landscape.judges.llama_guard:LlamaGuardJudge")
+JUDGES.register("beaver-dam", "landscape.judges.beaver_dam:BeaverDamJudge")
+JUDGES.register("harmbench", "landscape.judges.harmbench:HarmBenchJudge")
 # Judges that run a model: NAME:WEIGHTS, default weights when the argument is left out.
 MODEL_JUDGES: dict[str, str] = {
     "llama-guard": "meta-llama/Llama-Guard-3-8B",
@@ -30,11 +29,27 @@ MODEL_JUDGES: dict[str, str] = {
 }
 
 
-def _judge_class(name: str) -> type[Judge]:
-    if name not in JUDGES:
-        raise LandscapeError(f"unknown judge {name!r}: valid judges are {', '.join(JUDGES)}")
-    module, cls = JUDGES[name].split(":")
-    return getattr(importlib.import_module(module), cls)
+def parse_specs(specs: str) -> list[tuple[str, str, bool]]:
+    """(name, argument, whether a colon was given) for each judge of a comma-separated list
+    such as `keyword,llama-guard:WEIGHTS`. Names must be known and must not repeat; nothing
+    is loaded, so a command can check its --judge before it writes anything."""
+    out = []
+    for part in str(specs).split(","):
+        if not part.strip():
+            continue
+        name, sep, arg = part.strip().partition(":")
+        out.append((name.strip(), arg.strip(), bool(sep)))
+    if not out:
+        raise LandscapeError(f"no judge given: valid judges are {', '.join(JUDGES)}")
+    names = [n for n, _, _ in out]
+    for n in names:
+        JUDGES.check(n)
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise LandscapeError(
+            f"judge {dup!r} given twice: each judge's verdicts need their own name"
+        )
+    return out
 
 
 def get_judge(
@@ -43,9 +58,11 @@ def get_judge(
     """A judge from `NAME` or `NAME:ARG`: `keyword:FILE` (a keyword list) or, for a model
     judge, `NAME:WEIGHTS` (folder or hub id). Model judges load their weights here, once;
     `batch_size`, `dtype` and `device` apply to them only."""
-    name, sep, arg = spec.strip().partition(":")
-    name, arg = name.strip(), arg.strip()
-    cls = _judge_class(name)
+    specs = parse_specs(spec)
+    if len(specs) != 1:
+        raise LandscapeError(f"one judge expected, got {spec!r} (get_judges takes a list)")
+    [(name, arg, sep)] = specs
+    cls = JUDGES.get(name)
     if name in MODEL_JUDGES:
         return cls(arg or MODEL_JUDGES[name], batch_size=batch_size, dtype=dtype, device=device)
     if not sep:
@@ -68,17 +85,7 @@ def get_judges(
     """Judges from a comma-separated list such as `keyword,llama-guard`; names must not repeat.
     All names are checked before any judge model is loaded."""
     parts = [s for s in specs.split(",") if s.strip()]
-    if not parts:
-        raise LandscapeError(f"no judge given: valid judges are {', '.join(JUDGES)}")
-    names = [s.strip().partition(":")[0].strip() for s in parts]
-    for n in names:
-        if n not in JUDGES:
-            raise LandscapeError(f"unknown judge {n!r}: valid judges are {', '.join(JUDGES)}")
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup:
-        raise LandscapeError(
-            f"judge {dup!r} given twice: each judge's verdicts need their own name"
-        )
+    parse_specs(specs)  # every name checked before any judge model is loaded
     return [get_judge(s, batch_size=batch_size, dtype=dtype, device=device) for s in parts]
 
 
@@ -105,4 +112,12 @@ def agreement(verdicts: dict[str, list[bool]]) -> dict:
     return out
 
 
-__all__ = ["JUDGES", "MODEL_JUDGES", "Judge", "agreement", "get_judge", "get_judges"]
+__all__ = [
+    "JUDGES",
+    "MODEL_JUDGES",
+    "Judge",
+    "agreement",
+    "get_judge",
+    "get_judges",
+    "parse_specs",
+]

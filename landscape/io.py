@@ -1,0 +1,118 @@
+"""Files as the toolkit reads and writes them: JSON, JSON lines, atomic writes, local paths.
+
+The only copies of these rules: run folders, direction files, tables and figures all go
+through here, so that a killed process never leaves half a file and every reader treats
+a truncated last line the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from landscape.errors import LandscapeError
+
+
+def dumps_json(obj) -> str:
+    """JSON as run folders hold it: sorted keys, indented, UTF-8 text, a final newline."""
+    return json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def dumps_line(obj) -> str:
+    """One JSON-lines record: sorted keys, one line, a final newline."""
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """Write `data` beside `path` and rename it into place: readers see the old file or the
+    new one, never a half-written one. Text is written as UTF-8."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | Path, obj) -> Path:
+    """`dumps_json(obj)` written atomically to `path`."""
+    return atomic_write(path, dumps_json(obj))
+
+
+def read_json(path: str | Path, missing: str | None = None):
+    """The JSON value in `path`; a one-line LandscapeError when it is absent (`missing` says
+    what to do about it) or not valid JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandscapeError(f"{path.parent}: {missing}" if missing else f"{path}: no such file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise LandscapeError(f"{path} is not valid JSON") from None
+
+
+def read_lines(path: str | Path) -> tuple[list[tuple[str, dict]], bool]:
+    """The complete lines of a .jsonl file with their records (the text without its newline,
+    to copy byte for byte), and whether an unfinished last line was left out. A missing file
+    has no lines; a bad line before the last is an error."""
+    path = Path(path)
+    if not path.exists():
+        return [], False
+    parts = path.read_bytes().decode("utf-8").split("\n")
+    # The piece after the last newline is empty for an intact file, else an unfinished write.
+    tail, parts = parts[-1], parts[:-1]
+    lines, dropped = [], bool(tail)
+    for i, line in enumerate(parts):
+        try:
+            lines.append((line, json.loads(line)))
+        except json.JSONDecodeError:
+            if i == len(parts) - 1 and not tail:
+                dropped = True
+                continue
+            raise LandscapeError(f"{path}: line {i + 1} is not valid JSON") from None
+    return lines, dropped
+
+
+def raw_jsonl(path: str | Path) -> list[tuple[str, dict]]:
+    """`read_lines` without the flag: complete lines and their records."""
+    return read_lines(path)[0]
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The complete records of a .jsonl file ([] if it is missing); a truncated last line,
+    left by a killed run, is left out."""
+    return [rec for _, rec in read_lines(path)[0]]
+
+
+def write_jsonl(path: str | Path, records) -> Path:
+    """Records as JSON lines, written atomically."""
+    return atomic_write(path, "".join(dumps_line(r) for r in records))
+
+
+# Suffixes that only ever name files: a hub id never ends in one.
+_FILE_SUFFIXES = (".safetensors", ".gguf", ".json", ".jsonl", ".csv", ".txt", ".parquet", ".bin")
+
+
+def is_local(name: str | os.PathLike) -> bool:
+    """Whether `name` means a local path rather than a Hugging Face hub id (`name` or
+    `org/name`): absolute, relative with `.` or `~`, deeper than `org/name`, a Windows path,
+    a file suffix, or a path whose first part exists here."""
+    name = str(name)
+    return (
+        Path(name).expanduser().is_absolute()
+        or name.startswith((".", "~"))
+        or name.count("/") > 1
+        or "\\" in name
+        or name.lower().endswith(_FILE_SUFFIXES)
+        or Path(name.split("/")[0]).exists()
+    )
