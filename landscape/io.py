@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from landscape.errors import LandscapeError
@@ -24,24 +26,31 @@ def dumps_line(obj) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Write `data` beside `path` and rename it into place: readers see the old file or the
-    new one, never a half-written one. Text is written as UTF-8."""
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A hidden path beside `path` to write to; renamed onto `path` when the block ends
+    without an error, removed when it fails. Readers see the old file or the new one, never
+    a half-written one (for writers that want a path, such as safetensors)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        data = data.encode("utf-8")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> Path:
+    """`data` (text as UTF-8) written to `path` through `replacing`, flushed to disk first."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def write_json(path: str | Path, obj) -> Path:

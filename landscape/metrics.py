@@ -162,3 +162,25 @@ def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
     if n == 0 or chance == n * n:
         return math.nan
     return (n * (yy + nn) - chance) / (n * n - chance)
+
+
+def landscape_summary(
+    values: dict[tuple[float, ...], float], dirs: Sequence[str], tau: float | None = None,
+    visage_too: bool = True,
+) -> dict:
+    """What a landscape's points say, the one rule for run summaries and tables alike:
+    `asr_origin` (None if the origin is missing), `tau` (given, else the origin's ASR +
+    0.10), `epl` per direction through the origin (its curve must hold the origin), and
+    for a 1-D landscape `visage` (`visage_too`: only for evenly spaced points). `values` maps
+    coordinates to ASR."""
+    ndim = len(dirs)
+    asr0 = values.get(tuple(0.0 for _ in range(ndim)))
+    if tau is None and asr0 is not None:
+        tau = default_tau(asr0)
+    out: dict = {"asr_origin": asr0, "tau": tau, "epl": {}}
+    for (alphas, asrs), name in zip(axis_curves(values, ndim), dirs):
+        if tau is not None and asr0 is not None and 0.0 in alphas:
+            out["epl"][name] = epl(alphas, asrs, tau)
+        if ndim == 1 and visage_too and alphas:
+            out["visage"] = visage(alphas, asrs)
+    return out

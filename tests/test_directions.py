@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from transformers import LlamaForCausalLM
 
 from landscape import directions as D
-from landscape.directions import ORTHO_FOR_NORM, Direction
+from landscape.directions import ORTHO_FOR_NORM, Direction, builders
 from landscape.errors import LandscapeError
 
 # --- helpers ----------------------------------------------------------------------------
@@ -72,7 +72,7 @@ def test_aligned_from_a_pair_is_the_known_delta(tiny_pair_dir):
 def test_from_checkpoint_falls_back_on_transformers(tiny_pair_dir, monkeypatch):
     base = LlamaForCausalLM.from_pretrained(tiny_pair_dir["base"])
     direct = D.from_checkpoint(tiny_pair_dir["aligned"], base)
-    monkeypatch.setattr(D, "_read_folder", lambda path, names: None)
+    monkeypatch.setattr(builders, "_read_folder", lambda path, names: None)
     loaded = D.from_checkpoint(tiny_pair_dir["aligned"], base)
     assert all(torch.equal(direct.tensors[n], loaded.tensors[n]) for n in direct.names)
     with pytest.raises(LandscapeError):
