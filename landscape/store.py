@@ -101,6 +101,36 @@ def write_folder(out: str | Path, files: dict[str, str], finish=None) -> None:
         raise
 
 
+def generation_records(
+    prompts: list[str],
+    answers: list[str],
+    verdicts: dict[str, list[bool]],
+    evidence: dict[str, list[dict]] | None = None,
+    *,
+    key=(),
+    samples: int = 1,
+    index=None,
+) -> list[dict]:
+    """The records of generations.jsonl (and of AsFT's answers.jsonl): one per answer, with
+    its point's `key`, the prompt, which `sample` of that prompt it is, the answer, each
+    judge's verdict (`unsafe`) and, for judges that give it, their `evidence`. `index`: the
+    answers' positions among all that the point asked (default: 0, 1, ...)."""
+    index = range(len(prompts)) if index is None else index
+    out = []
+    for j, (i, p, a) in enumerate(zip(index, prompts, answers, strict=True)):
+        rec = {
+            "key": [int(k) for k in key],
+            "prompt": p,
+            "sample": i % samples,
+            "answer": a,
+            "unsafe": {n: bool(v[j]) for n, v in verdicts.items()},
+        }
+        if evidence:
+            rec["evidence"] = {n: e[j] for n, e in evidence.items()}
+        out.append(rec)
+    return out
+
+
 class RunStore:
     """A run folder. `RunStore.check` validates without writing; `create` makes it and resumes."""
 
@@ -206,6 +236,7 @@ __all__ = [
     "RunStore",
     "dumps_json",
     "first_difference",
+    "generation_records",
     "raw_jsonl",
     "read_config",
     "read_jsonl",

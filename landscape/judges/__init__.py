@@ -89,6 +89,20 @@ def get_judges(
     return [get_judge(s, batch_size=batch_size, dtype=dtype, device=device) for s in parts]
 
 
+def judge_answers(
+    judges: list[Judge], prompts: list[str], answers: list[str]
+) -> tuple[dict[str, list[bool]], dict[str, list[dict]]]:
+    """Every judge's verdicts on the answers, and what each saw (raw output, categories,
+    scores), by judge name; judges with nothing more to say are left out of the second."""
+    verdicts, evidence = {}, {}
+    for j in judges:
+        v, details = j.judge_details(prompts, answers)
+        verdicts[j.name] = [bool(x) for x in v]
+        if any(details):
+            evidence[j.name] = list(details)
+    return verdicts, evidence
+
+
 def agreement(verdicts: dict[str, list[bool]]) -> dict:
     """Pairwise agreement of judges over the same answers, keyed `"A vs B"` in the given
     order: `n`, raw `agreement` (share of equal verdicts) and Cohen's `kappa` (None when
@@ -119,5 +133,6 @@ __all__ = [
     "agreement",
     "get_judge",
     "get_judges",
+    "judge_answers",
     "parse_specs",
 ]
