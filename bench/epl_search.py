@@ -18,18 +18,13 @@ several times over; the load average at start is recorded for that reason.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
-
-from grid_point import _table, head_lines, machine, write_report  # noqa: E402  (bench/ is the script's folder)
+from _common import RESULTS, head_lines, parser, start, table, write_report
 
 GOAL = 1 / 3  # the search's generations over the dense grid's, at most
 Z_REPLAY = {"95%": 1.959963984540054, "97.5%": 2.241402727604947, "99%": 2.5758293035489}
@@ -37,14 +32,14 @@ Z_REPLAY = {"95%": 1.959963984540054, "97.5%": 2.241402727604947, "99%": 2.57582
 
 def run_one(direction: str, search: bool, args: argparse.Namespace, folder: Path) -> dict:
     from landscape.grid import GridConfig, run_grid
-    from landscape.store import read_jsonl
+    from landscape.io import read_json, read_jsonl
 
     cfg = GridConfig(dirs=[direction], steps=args.steps, range=tuple(args.range), epl_search=search)
     out = folder / f"{direction}-{'search' if search else 'dense'}"
     t = time.perf_counter()
     summary = run_grid(cfg, out, show_progress=False)
     wall = time.perf_counter() - t
-    timing = json.loads((out / "timing.json").read_text())
+    timing = read_json(out / "timing.json")
     points = read_jsonl(out / "points.jsonl")
     e = summary["epl"][direction]
     return {
@@ -70,21 +65,21 @@ def replay(dense_run: Path, direction: str, step: float, seeds: int) -> dict:
     other prompts share a batch, up to float noise)."""
     import statistics
 
+    from landscape.io import read_json, read_jsonl
     from landscape.search import search_epl
-    from landscape.store import read_jsonl
 
     points = read_jsonl(dense_run / "points.jsonl")
-    judge = json.loads((dense_run / "summary.json").read_text())["judge"]
+    summary = read_json(dense_run / "summary.json")
+    judge = summary["judge"]
     alpha = {tuple(p["key"]): p["coords"][0] for p in points}
-    table: dict[float, list[bool]] = {}
+    verdicts: dict[float, list[bool]] = {}
     for g in read_jsonl(dense_run / "generations.jsonl"):
-        table.setdefault(round(alpha[tuple(g["key"])], 9), []).append(g["unsafe"][judge])
-    n = len(table[0.0])
-    summary = json.loads((dense_run / "summary.json").read_text())
+        verdicts.setdefault(round(alpha[tuple(g["key"])], 9), []).append(g["unsafe"][judge])
+    n = len(verdicts[0.0])
     dense = summary["epl"][direction]
 
     def evaluate(a, batch):
-        return [table[round(a, 9)][i] for i in batch]
+        return [verdicts[round(a, 9)][i] for i in batch]
 
     out = {}
     for label, z in Z_REPLAY.items():
@@ -155,7 +150,7 @@ def report(res: dict) -> str:
                     ("✓" if pair["agrees"] else "✗") if search else "",
                 ]
             )
-    lines += ["## Runs", "", *_table(header, rows), ""]
+    lines += ["## Runs", "", *table(header, rows), ""]
     t = res["totals"]
     lines += [
         "## Totals",
@@ -202,15 +197,13 @@ def report(res: dict) -> str:
             "whose ASR is close to τ can go the other way than all prompts would: this shows "
             "how often that moves the EPL, and what a wider interval costs.",
             "",
-            *_table(header, rows),
+            *table(header, rows),
         ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__)
     p.add_argument("--dirs", nargs="+", default=["aligned", "harm"])
     p.add_argument("--steps", type=int, default=21, help="dense grid points per direction")
     p.add_argument("--range", nargs=2, type=float, default=[-0.25, 0.25], metavar=("LOW", "HIGH"))
@@ -221,23 +214,20 @@ def main(argv: list[str] | None = None) -> int:
         default=200,
         help="prompt shuffles to replay the search over on the dense run's verdicts (0: none)",
     )
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "epl_search.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "epl_search.md")
     args = p.parse_args(argv)
     if args.steps < 2 or args.repeats < 1 or args.replays < 0:
         p.error("--steps must be at least 2, --repeats at least 1, --replays at least 0")
     logging.basicConfig(level=logging.WARNING)
 
     res = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python", "bench/epl_search.py", *(argv or sys.argv[1:])]),
-        "machine": machine(),  # first, so the load average is not ours
+        **start("bench/epl_search.py", argv),
         "steps": args.steps,
         "range": args.range,
         "grid_step": (args.range[1] - args.range[0]) / (args.steps - 1),
         "replays": args.replays,
         "pairs": [],
     }
-    print(f"load average at start: {res['machine']['uptime']}", flush=True)
     from landscape.toy import toy_finetune, toy_pair
 
     # a first use builds the pair and the harmful fine-tune (minutes): outside the timing

