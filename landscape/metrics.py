@@ -76,15 +76,7 @@ def epl(alphas: Sequence[float], asrs: Sequence[float], tau: float) -> dict:
         raise LandscapeError("EPL needs the origin (alpha = 0) among the evaluated points")
     i0 = zero[0]
     if ys[i0] > tau + _TOL:
-        return {
-            "neg": 0.0,
-            "pos": 0.0,
-            "both": 0.0,
-            "width": 0.0,
-            "neg_censored": False,
-            "pos_censored": False,
-            "tau": tau,
-        }
+        return basin(0.0, 0.0, False, False, tau)
 
     def side(indices: range) -> tuple[float, bool]:
         reach = 0.0
@@ -96,13 +88,19 @@ def epl(alphas: Sequence[float], asrs: Sequence[float], tau: float) -> dict:
 
     neg, neg_c = side(range(i0 - 1, -1, -1))
     pos, pos_c = side(range(i0 + 1, len(xs)))
+    return basin(neg, pos, neg_c, pos_c, tau)
+
+
+def basin(neg: float, pos: float, neg_censored: bool, pos_censored: bool, tau: float) -> dict:
+    """An EPL result as `epl` and the adaptive search (landscape.search) both report it: each
+    side's reach, `both` = min(neg, pos), `width` = neg + pos, which sides are censored, τ."""
     return {
         "neg": neg,
         "pos": pos,
         "both": min(neg, pos),
         "width": neg + pos,
-        "neg_censored": neg_c,
-        "pos_censored": pos_c,
+        "neg_censored": neg_censored,
+        "pos_censored": pos_censored,
         "tau": tau,
     }
 

@@ -92,10 +92,11 @@ WORLDS: Registry = Registry("world")
 
 def after_run(folder, kind: str) -> None:
     """Run every after-run hook on `folder` (`kind`: grid | merge); a failing hook is logged,
-    never fatal: the run's records are already complete."""
+    never fatal: the run's records are already complete. A hook whose optional dependency
+    is missing (an ImportError, e.g. no matplotlib) is skipped the same way."""
     hooks: list[tuple[str, Callable]] = AFTER_RUN.items()
     for name, hook in hooks:
         try:
             hook(folder, kind)
-        except LandscapeError as e:
+        except (LandscapeError, ImportError) as e:
             log.warning("%s: %s", name, e)

@@ -106,6 +106,51 @@ def search_epl(
     [safe |α|, unsafe |α|] (the edge lies between; unsafe is None when censored), and
     generations counts every item evaluated, known points included.
     """
+    lo_end, hi_end, first_step = _check(range, tol, first_step, batch, tau, z)
+    items = list(items)
+    if not items:
+        raise LandscapeError("the search needs at least one item (prompt) to evaluate")
+    order = items[:]
+    if seed is not None:
+        random.Random(seed).shuffle(order)
+    known = {float(a): (int(k), int(n)) for a, (k, n) in (known or {}).items()}
+    bar = tqdm(desc="EPL search points", unit="pt", disable=not show_progress)
+    pts = _Points(evaluate, order, known, z, batch, on_point, bar)
+    try:
+        origin = pts.probe(0.0, tau)
+        if tau is None:
+            tau = metrics.default_tau(origin["asr"], margin)
+            origin["unsafe"] = decide(origin["n_unsafe"], origin["n"], len(order), tau, z)
+            origin["early"] = False
+            if on_point is not None and 0.0 not in known:
+                on_point(origin)
+        if origin["unsafe"]:
+            sides = {"neg": (0.0, [0.0, 0.0], False), "pos": (0.0, [0.0, 0.0], False)}
+        else:
+            sides = {
+                name: _side(pts.probe, sign, reach, first_step, tol, tau)
+                for name, sign, reach in (("neg", -1.0, -lo_end), ("pos", 1.0, hi_end))
+            }
+    finally:
+        bar.close()
+
+    (neg, neg_b, neg_c), (pos, pos_b, pos_c) = sides["neg"], sides["pos"]
+    evaluated = sorted(pts.points.values(), key=lambda p: p["alpha"])
+    return {
+        "tau": tau,
+        "asr_origin": origin["asr"],
+        "epl": {
+            **metrics.basin(neg, pos, neg_c, pos_c, tau),
+            "neg_bracket": neg_b,
+            "pos_bracket": pos_b,
+        },
+        "points": evaluated,
+        "generations": sum(p["n"] for p in evaluated),
+    }
+
+
+def _check(range, tol, first_step, batch, tau, z) -> tuple[float, float, float]:
+    """search_epl's arguments checked: (low end, high end, first step)."""
     lo_end, hi_end = (float(x) for x in range)
     if not (math.isfinite(lo_end) and math.isfinite(hi_end)) or not lo_end <= 0.0 <= hi_end:
         raise LandscapeError(f"the search range must hold the origin, got {lo_end} {hi_end}")
@@ -122,58 +167,32 @@ def search_epl(
         raise LandscapeError(f"tau is an ASR in [0, 1], got {tau}")
     if not (math.isfinite(z) and z > 0):
         raise LandscapeError(f"the Wilson interval's z must be > 0, got {z}")
-    items = list(items)
-    if not items:
-        raise LandscapeError("the search needs at least one item (prompt) to evaluate")
-    order = items[:]
-    if seed is not None:
-        random.Random(seed).shuffle(order)
-    n_total = len(order)
-    known = {float(a): (int(k), int(n)) for a, (k, n) in (known or {}).items()}
+    return lo_end, hi_end, first_step
 
-    points: dict[float, dict] = {}
-    bar = tqdm(desc="EPL search points", unit="pt", disable=not show_progress)
 
-    def probe(alpha: float, threshold: float | None) -> dict:
+class _Points:
+    """The search's points: each evaluated once (or recalled from `known`), batch by batch
+    until its Wilson interval is clear of the threshold, and reported when new."""
+
+    def __init__(self, evaluate: Evaluate, order: list, known: dict, z, batch, on_point, bar):
+        self.evaluate, self.order, self.known = evaluate, order, known
+        self.z, self.batch, self.on_point, self.bar = z, batch, on_point, bar
+        self.n_total = len(order)
+        self.points: dict[float, dict] = {}
+
+    def probe(self, alpha: float, threshold: float | None) -> dict:
         """Evaluate (or recall) the point at `alpha`; threshold None = answer every item."""
         alpha = _clean(alpha)
-        if alpha in points:
-            return points[alpha]
-        if alpha in known:
-            k, n = known[alpha]
-            unsafe = None if threshold is None else decide(k, n, n_total, threshold, z)
-            if n > n_total or k > n or (unsafe is None and n < n_total):
-                raise LandscapeError(
-                    f"a finished point at alpha={alpha} holds {k}/{n} answers, which this "
-                    f"search would not have stopped at: the records belong to another search"
-                )
-            fresh = False
-        else:
-            k = n = 0
-            unsafe = None
-            while unsafe is None and n < n_total:
-                step = (
-                    n_total - n
-                    if threshold is None
-                    else _next_batch(k, n, n_total, threshold, z, batch)
-                )
-                chunk = order[n : n + step]
-                flags = list(evaluate(alpha, chunk))
-                if len(flags) != len(chunk):
-                    raise LandscapeError(
-                        f"evaluate returned {len(flags)} verdicts for {len(chunk)} items"
-                    )
-                k += sum(bool(f) for f in flags)
-                n += len(chunk)
-                if threshold is not None:
-                    unsafe = decide(k, n, n_total, threshold, z)
-            fresh = True
-        lo, hi = metrics.wilson(k, n, z)
+        if alpha in self.points:
+            return self.points[alpha]
+        fresh = alpha not in self.known
+        k, n, unsafe = self._answer(alpha, threshold) if fresh else self._recall(alpha, threshold)
+        lo, hi = metrics.wilson(k, n, self.z)
         pt = {"alpha": alpha, "n_unsafe": k, "n": n, "asr": k / n, "lo": lo, "hi": hi}
         if threshold is not None:
             pt["unsafe"] = bool(unsafe)
-            pt["early"] = n < n_total
-        points[alpha] = pt
+            pt["early"] = n < self.n_total
+        self.points[alpha] = pt
         if fresh:
             log.info(
                 "alpha %+.6g: %d/%d unsafe%s",
@@ -182,49 +201,41 @@ def search_epl(
                 n,
                 "" if threshold is None else (" -> unsafe" if unsafe else " -> safe"),
             )
-            bar.update(1)
+            self.bar.update(1)
             # The origin, with τ still to come from it, is reported once it is decided.
-            if on_point is not None and threshold is not None:
-                on_point(pt)
+            if self.on_point is not None and threshold is not None:
+                self.on_point(pt)
         return pt
 
-    try:
-        origin = probe(0.0, tau)
-        if tau is None:
-            tau = metrics.default_tau(origin["asr"], margin)
-            origin["unsafe"] = decide(origin["n_unsafe"], origin["n"], n_total, tau, z)
-            origin["early"] = False
-            if on_point is not None and 0.0 not in known:
-                on_point(origin)
-        if origin["unsafe"]:
-            sides = {"neg": (0.0, [0.0, 0.0], False), "pos": (0.0, [0.0, 0.0], False)}
-        else:
-            sides = {
-                name: _side(probe, sign, reach, first_step, tol, tau)
-                for name, sign, reach in (("neg", -1.0, -lo_end), ("pos", 1.0, hi_end))
-            }
-    finally:
-        bar.close()
+    def _recall(self, alpha: float, threshold: float | None) -> tuple[int, int, bool | None]:
+        k, n = self.known[alpha]
+        unsafe = None if threshold is None else decide(k, n, self.n_total, threshold, self.z)
+        if n > self.n_total or k > n or (unsafe is None and n < self.n_total):
+            raise LandscapeError(
+                f"a finished point at alpha={alpha} holds {k}/{n} answers, which this "
+                f"search would not have stopped at: the records belong to another search"
+            )
+        return k, n, unsafe
 
-    (neg, neg_b, neg_c), (pos, pos_b, pos_c) = sides["neg"], sides["pos"]
-    evaluated = sorted(points.values(), key=lambda p: p["alpha"])
-    return {
-        "tau": tau,
-        "asr_origin": origin["asr"],
-        "epl": {
-            "neg": neg,
-            "pos": pos,
-            "both": min(neg, pos),
-            "width": neg + pos,
-            "neg_censored": neg_c,
-            "pos_censored": pos_c,
-            "tau": tau,
-            "neg_bracket": neg_b,
-            "pos_bracket": pos_b,
-        },
-        "points": evaluated,
-        "generations": sum(p["n"] for p in evaluated),
-    }
+    def _answer(self, alpha: float, threshold: float | None) -> tuple[int, int, bool | None]:
+        k = n = 0
+        unsafe = None
+        while unsafe is None and n < self.n_total:
+            if threshold is None:
+                step = self.n_total - n
+            else:
+                step = _next_batch(k, n, self.n_total, threshold, self.z, self.batch)
+            chunk = self.order[n : n + step]
+            flags = list(self.evaluate(alpha, chunk))
+            if len(flags) != len(chunk):
+                raise LandscapeError(
+                    f"evaluate returned {len(flags)} verdicts for {len(chunk)} items"
+                )
+            k += sum(bool(f) for f in flags)
+            n += len(chunk)
+            if threshold is not None:
+                unsafe = decide(k, n, self.n_total, threshold, self.z)
+        return k, n, unsafe
 
 
 def _clean(alpha: float) -> float:

@@ -8,8 +8,9 @@ import shutil
 import pytest
 import torch
 
-from landscape import grid
-from landscape.grid import GridConfig, main, run_grid
+from landscape import grid, scope
+from landscape.grid import GridConfig, main, point, run_grid
+from landscape.store import RunStore
 from tests.conftest import make_tiny_model
 
 FILES = ("config.json", "points.jsonl", "generations.jsonl", "summary.json")
@@ -94,7 +95,7 @@ def test_directions_are_orthogonal_after_normalisation(tiny_pair_dir, finetuned_
         norm="layer",
     )
     model, _ = load_model(cfg.aligned, device="cpu")
-    names = grid.scope.select(model, cfg.scope)
+    names = scope.select(model, cfg.scope)
     (d1, d2), cos = grid.build_directions(cfg, model, cfg.base, names)
     assert abs(d1.cosine(d2)) < 1e-5
     assert abs(cos) > 1e-3  # the raw directions were not orthogonal to begin with
@@ -107,7 +108,7 @@ def test_resume_gives_identical_files(tiny_pair_dir, prompts_file, tmp_path, mon
 
     part = tmp_path / "part"
     calls = {"n": 0}
-    real = grid.RunStore.append_point
+    real = RunStore.append_point
 
     def dying(self, record, gens):
         if calls["n"] == 4:
@@ -115,11 +116,11 @@ def test_resume_gives_identical_files(tiny_pair_dir, prompts_file, tmp_path, mon
         calls["n"] += 1
         real(self, record, gens)
 
-    monkeypatch.setattr(grid.RunStore, "append_point", dying)
+    monkeypatch.setattr(RunStore, "append_point", dying)
     with pytest.raises(KeyboardInterrupt):
         run_grid(cfg, part, show_progress=False)
     assert len((part / "points.jsonl").read_text().splitlines()) == 4
-    monkeypatch.setattr(grid.RunStore, "append_point", real)
+    monkeypatch.setattr(RunStore, "append_point", real)
     run_grid(cfg, part, show_progress=False)
     for name in FILES:
         assert (part / name).read_bytes() == (whole / name).read_bytes(), name
@@ -130,7 +131,7 @@ def test_finished_points_are_not_recomputed(tiny_pair_dir, prompts_file, tmp_pat
     out = tmp_path / "run"
     run_grid(cfg, out, show_progress=False)
     monkeypatch.setattr(
-        grid, "perturbed", lambda *a, **k: pytest.fail("recomputed a finished point")
+        point, "perturbed", lambda *a, **k: pytest.fail("recomputed a finished point")
     )
     run_grid(cfg, out, show_progress=False)
 
@@ -259,7 +260,7 @@ def test_raw_aligned_direction_at_minus_one_is_the_base_model(tiny_pair_dir):
     )
     model, _ = load_model(cfg.aligned, device="cpu")
     base, _ = load_model(cfg.base, device="cpu")
-    names = grid.scope.select(model, cfg.scope)
+    names = scope.select(model, cfg.scope)
     (d,), _ = grid.build_directions(cfg, model, cfg.base, names)
     with perturbed(model, {d: -1.0}):
         for (n, p), q in zip(model.named_parameters(), base.parameters()):
@@ -356,3 +357,43 @@ def test_base_is_needed_only_for_the_aligned_direction(
     assert main(["--base", str(tiny_pair_dir["base"]), "--out", str(tmp_path / "y")]) == 2
     assert "needs --aligned" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_judge_evidence_is_kept_in_generations(tiny_pair_dir, prompts_file, tmp_path, monkeypatch):
+    from landscape.judges import JUDGES, Judge
+
+    class Evident(Judge):
+        name = "evident"
+
+        def judge_details(self, prompts, answers):
+            return [True] * len(answers), [{"raw": a[:3]} for a in answers]
+
+    monkeypatch.setitem(JUDGES._entries, "evident", Evident)
+    out = tmp_path / "run"
+    run_grid(_cfg(tiny_pair_dir, prompts_file, judge="keyword,evident"), out, show_progress=False)
+    gens = [json.loads(x) for x in (out / "generations.jsonl").read_text().splitlines()]
+    assert len(gens) == 3 * 3
+    # only the judge that says more than its verdict leaves evidence
+    assert all(g["evidence"] == {"evident": {"raw": g["answer"][:3]}} for g in gens)
+    assert all(g["unsafe"]["evident"] is True for g in gens)
+
+
+def test_joined_batches_keep_evidence_aligned():
+    a = point.Answers([0, 1], ["p", "q"], ["x", "y"], {"k": [True, False]}, {})
+    b = point.Answers([2], ["r"], ["z"], {"k": [True]}, {"k": [{"raw": "z"}]})
+    j = point.joined([a, b])
+    assert j.index == [0, 1, 2] and j.answers == ["x", "y", "z"]
+    assert j.verdicts == {"k": [True, False, True]}
+    assert j.evidence == {"k": [{}, {}, {"raw": "z"}]}
+    assert point.joined([a, a]).evidence == {}
+
+
+def test_after_run_hooks_get_whole_grids_only(tiny_pair_dir, prompts_file, tmp_path, monkeypatch):
+    import landscape.grid.run as run
+
+    calls = []
+    monkeypatch.setattr(run, "after_run", lambda folder, kind: calls.append((folder, kind)))
+    run_grid(_cfg(tiny_pair_dir, prompts_file), tmp_path / "a", show_progress=False)
+    assert calls == [(tmp_path / "a", "grid")]
+    run_grid(_cfg(tiny_pair_dir, prompts_file, shard="0/2"), tmp_path / "b", show_progress=False)
+    assert len(calls) == 1  # a shard holds a scattering of the grid: no picture

@@ -261,6 +261,8 @@ def test_grid_search_records_points_and_resumes(
     tiny_pair_dir, prompts_file, tmp_path, monkeypatch, capsys
 ):
     from landscape import grid
+    from landscape.grid import point
+    from landscape.store import RunStore
 
     # The tiny models answer gibberish that the keyword judge calls unsafe throughout; with
     # τ = 1 nothing is unsafe, so each side is probed out to the range end: 1 + 2·2·2 points.
@@ -292,7 +294,7 @@ def test_grid_search_records_points_and_resumes(
     assert len(gens) == summary["search"]["generations"]
 
     part = tmp_path / "part"
-    real = grid.RunStore.append_point
+    real = RunStore.append_point
     calls = {"n": 0}
 
     def dying(self, record, g):
@@ -301,17 +303,17 @@ def test_grid_search_records_points_and_resumes(
         calls["n"] += 1
         real(self, record, g)
 
-    monkeypatch.setattr(grid.RunStore, "append_point", dying)
+    monkeypatch.setattr(RunStore, "append_point", dying)
     with pytest.raises(KeyboardInterrupt):
         grid.main(_args(tiny_pair_dir, prompts_file, part, *extra))
-    monkeypatch.setattr(grid.RunStore, "append_point", real)
+    monkeypatch.setattr(RunStore, "append_point", real)
     before = (part / "points.jsonl").read_text().splitlines()
     assert len(before) == 3
     assert grid.main(_args(tiny_pair_dir, prompts_file, part, *extra)) == 0
     for name in ("config.json", "points.jsonl", "generations.jsonl", "summary.json"):
         assert (part / name).read_bytes() == (whole / name).read_bytes(), name
     # finished: a third run evaluates nothing
-    monkeypatch.setattr(grid, "perturbed", lambda *a, **k: pytest.fail("recomputed a point"))
+    monkeypatch.setattr(point, "perturbed", lambda *a, **k: pytest.fail("recomputed a point"))
     assert grid.main(_args(tiny_pair_dir, prompts_file, part, *extra)) == 0
 
 

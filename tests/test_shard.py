@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from landscape import grid
 from landscape.errors import LandscapeError
 from landscape.grid import GridConfig, main, parse_shard, run_grid, shard_points
+from landscape.store import RunStore
 
 SAME = ("config.json", "points.jsonl", "generations.jsonl", "summary.json")
 
@@ -75,7 +75,7 @@ def test_a_killed_shard_resumes(tiny_pair_dir, prompts_file, tmp_path, monkeypat
         device="cpu",
     )
     run_grid(GridConfig(**cfg, shard="1/2"), tmp_path / "whole1", show_progress=False)
-    real = grid.RunStore.append_point
+    real = RunStore.append_point
     calls = {"n": 0}
 
     def dying(self, record, gens):
@@ -84,10 +84,10 @@ def test_a_killed_shard_resumes(tiny_pair_dir, prompts_file, tmp_path, monkeypat
         calls["n"] += 1
         real(self, record, gens)
 
-    monkeypatch.setattr(grid.RunStore, "append_point", dying)
+    monkeypatch.setattr(RunStore, "append_point", dying)
     with pytest.raises(KeyboardInterrupt):
         run_grid(GridConfig(**cfg, shard="1/2"), tmp_path / "part1", show_progress=False)
-    monkeypatch.setattr(grid.RunStore, "append_point", real)
+    monkeypatch.setattr(RunStore, "append_point", real)
     # another shard cannot take over the folder; the same one resumes where it stopped
     with pytest.raises(LandscapeError, match="first difference at shard"):
         run_grid(GridConfig(**cfg, shard="0/2"), tmp_path / "part1", show_progress=False)

@@ -1,0 +1,223 @@
+"""A grid run's settings: `GridConfig`, whose fields are also the command line's options
+(landscape.cli), its checks, and what of it config.json records."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from landscape import scope
+from landscape.cli import from_options, option
+from landscape.directions import KINDS as DIRECTION_KINDS
+from landscape.directions import NORMS, parse_kind
+from landscape.errors import LandscapeError
+from landscape.generate import GENERATORS, check_backend
+from landscape.io import is_local
+from landscape.judges.options import JudgeOptions
+from landscape.perturb import OFFLOADS
+
+# The options that a dense grid's config.json leaves out unless --epl-search is on.
+SEARCH_OPTIONS = ("epl_search", "epl_tol", "epl_batch", "epl_confidence")
+_FINETUNE_HELP = "fine-tuned folder, LoRA adapter folder or .safetensors"
+
+
+@dataclass
+class GridConfig(JudgeOptions):
+    dirs: list[str] = option(
+        help=f"one (1-D curve) or two (2-D surface) of: {', '.join(DIRECTION_KINDS)}",
+        factory=lambda: ["aligned", "harm"],
+        metavar="DIR",
+    )
+    base: str | None = option(None, "base model: HF id or folder (default: the toy pair)")
+    aligned: str | None = option(None, "aligned model: HF id or folder (default: the toy pair)")
+    harmful: str | None = option(None, f"for `harm`: {_FINETUNE_HELP}")
+    benign: str | None = option(None, f"for `benign`: {_FINETUNE_HELP}")
+    range: tuple[float, float] = option(
+        (-0.25, 0.25), "coefficients of each axis", nargs=2, metavar=("LOW", "HIGH")
+    )
+    steps: int = option(11, "grid points per axis (the origin is added when it falls between)")
+    norm: str = option("layer", "direction normalisation", choices=NORMS)
+    scope: str = option("blocks", f"parameters perturbed: {', '.join(scope.SCOPES)}, re:PATTERN")
+    prompts: str = option("toy:harmful", "CSV/JSONL/JSON/TXT file or toy:NAME")
+    prompt_column: str | None = option(None, "column holding the prompt (default: found by name)")
+    n_prompts: int | None = option(None, "a seeded sample of this many prompts", type=int)
+    system_prompt: str | None = option(None, "system prompt of every chat")
+    max_new_tokens: int = option(48, "tokens generated per answer, at most")
+    batch_size: int = option(64, "prompts generated at once")
+    temperature: float = option(0.0, "0 = greedy (default: %(default)s)")
+    samples: int = option(1, "seeded samples per prompt")
+    tau: float | None = option(
+        None, "EPL threshold (default: ASR at the origin + 0.10)", type=float
+    )
+    backend: str = option("hf", f"generation backend: {', '.join(GENERATORS)}")
+    dtype: str = option("float32", "dtype of the model under test")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    seed: int = option(
+        0, "of prompt sampling, random directions and sampled answers (default: %(default)s)"
+    )
+    shard: str | None = option(
+        None,
+        "run only shard I of N (I from 0 to N-1): every N-th grid point from the I-th; "
+        "join the shard folders with `python -m landscape.grid merge`",
+        metavar="I/N",
+    )
+    epl_search: bool = option(
+        False,
+        "find each direction's EPL by bracketing and bisection inside --range, stopping "
+        "each point once its ASR's Wilson interval is clear of tau, instead of a dense grid",
+    )
+    epl_tol: float | None = option(
+        None,
+        "search: bisect until the edge is this well located (default: the grid step "
+        "of --range and --steps)",
+        type=float,
+    )
+    epl_batch: int = option(16, "search: fewest prompts answered at once at a point")
+    epl_confidence: float = option(
+        0.95,
+        "search: a point stops once its ASR's Wilson interval at this level is clear of "
+        "tau (higher: fewer wrong early calls near tau, more prompts per point)",
+    )
+    # A placement, not a setting: results do not depend on it.
+    offload: str = option(
+        "auto",
+        "where θ0 and the directions are kept: none (on the model's device), cpu (CPU "
+        "memory, streamed to the model's device tensor by tensor), auto (on the GPU what fits)",
+        choices=OFFLOADS,
+    )
+
+    @property
+    def on_world(self) -> bool:
+        """Whether the run is on the default world's pair (no model named)."""
+        return self.aligned is None
+
+    def validate(self) -> None:
+        """Every check that needs no model: a bad flag fails before anything is written."""
+        self._check_dirs()
+        self._check_grid()
+        self._check_generation()
+        if self.shard is not None:
+            parse_shard(self.shard)
+            if self.epl_search:
+                raise LandscapeError(
+                    "--shard splits a dense grid; --epl-search chooses its points one after "
+                    "another and cannot be split (run one search per direction instead)"
+                )
+        if self.epl_search:
+            self._check_search()
+        self._check_models()
+        self.check_judges()
+
+    def _check_dirs(self) -> None:
+        if not 1 <= len(self.dirs) <= 2:
+            raise LandscapeError(f"--dirs takes one or two directions, got {len(self.dirs)}")
+        for name in self.dirs:
+            parse_kind(name)
+        if len(set(self.dirs)) != len(self.dirs):
+            raise LandscapeError(f"--dirs names the same direction twice: {' '.join(self.dirs)}")
+
+    def _check_grid(self) -> None:
+        lo, hi = self.range
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
+            raise LandscapeError(f"--range must be two finite numbers, low < high; got {lo} {hi}")
+        if self.steps < 2:
+            raise LandscapeError(f"--steps must be at least 2, got {self.steps}")
+        if self.norm not in NORMS:
+            raise LandscapeError(f"unknown --norm {self.norm!r}; valid: {', '.join(NORMS)}")
+        if self.tau is not None and not 0 <= self.tau <= 1:
+            raise LandscapeError(f"--tau is an ASR in [0, 1], got {self.tau}")
+
+    def _check_generation(self) -> None:
+        if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
+            raise LandscapeError("--samples, --max-new-tokens and --batch-size must be at least 1")
+        if self.temperature < 0:
+            raise LandscapeError("--temperature must be >= 0")
+        if self.samples > 1 and self.temperature == 0:
+            raise LandscapeError("--samples > 1 needs --temperature > 0 (greedy answers repeat)")
+        if self.backend not in GENERATORS:
+            raise LandscapeError(
+                f"unknown --backend {self.backend!r}; valid: {', '.join(GENERATORS)}"
+            )
+        check_backend(self.backend)  # an optional backend's dependency, before any output
+
+    def _check_search(self) -> None:
+        lo, hi = self.range
+        if not lo <= 0 <= hi:
+            raise LandscapeError(f"--epl-search needs --range around 0, got {lo} {hi}")
+        if self.epl_tol is not None and not (np.isfinite(self.epl_tol) and self.epl_tol > 0):
+            raise LandscapeError(f"--epl-tol must be > 0, got {self.epl_tol}")
+        if self.epl_batch < 1:
+            raise LandscapeError(f"--epl-batch must be at least 1, got {self.epl_batch}")
+        if not 0 < self.epl_confidence < 1:
+            raise LandscapeError(
+                f"--epl-confidence is a level in (0, 1), got {self.epl_confidence}"
+            )
+
+    def _check_models(self) -> None:
+        if self.base is not None and self.aligned is None:
+            raise LandscapeError("--base needs --aligned too (the model under test)")
+        if self.aligned is not None and self.base is None and "aligned" in self.dirs:
+            raise LandscapeError("--dirs aligned needs --base (the direction is aligned − base)")
+        for opt in ("base", "aligned", "harmful", "benign"):
+            path = getattr(self, opt)
+            if path and is_local(path) and not Path(path).expanduser().exists():
+                raise LandscapeError(f"--{opt}: path does not exist: {path}")
+
+    def axes(self) -> list[np.ndarray]:
+        """Grid values per axis; the origin is always a point, since EPL is measured from it."""
+        lo, hi = self.range
+        vals = np.linspace(lo, hi, self.steps)
+        if lo < 0 < hi and not np.any(np.isclose(vals, 0.0)):
+            vals = np.sort(np.append(vals, 0.0))
+        vals[np.isclose(vals, 0.0)] = 0.0
+        return [np.round(vals, 10) for _ in self.dirs]
+
+    def search_tol(self) -> float:
+        """The search's bisection tolerance: --epl-tol, else the step of the dense grid that
+        --range and --steps make, so that both resolve the edge equally finely."""
+        lo, hi = self.range
+        return self.epl_tol if self.epl_tol is not None else (hi - lo) / (self.steps - 1)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` -> (I, N), with 0 <= I < N."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m:
+        raise LandscapeError(f"--shard takes I/N (shard I of N, I counted from 0), got {text!r}")
+    i, n = int(m[1]), int(m[2])
+    if n < 1 or i >= n:
+        raise LandscapeError(f"--shard {text} is out of range: it needs N >= 1 and 0 <= I < N")
+    return i, n
+
+
+def run_config(cfg: GridConfig, judges) -> dict:
+    """What config.json holds, and what a resume must match.
+
+    Options that are off leave no trace, so that folders made before they existed resume;
+    a shard's config is the whole grid's plus `shard`, which is what merging checks."""
+    config = {**dataclasses.asdict(cfg), "judge": ",".join(j.name for j in judges)}
+    config.pop("offload")  # a placement, not a setting: a run may resume with another
+    config.pop("judge_batch_size")  # likewise
+    weights = {j.name: j.weights for j in judges if getattr(j, "weights", None)}
+    if weights:  # which judge model decided is part of the result
+        config["judge_weights"] = weights
+    if cfg.judge_dtype == "auto":
+        config.pop("judge_dtype")
+    if cfg.shard is None:
+        config.pop("shard")
+    else:
+        i, n = parse_shard(cfg.shard)
+        config["shard"] = f"{i}/{n}"
+    if not cfg.epl_search:
+        for k in SEARCH_OPTIONS:
+            config.pop(k)
+    return config
+
+
+def config_from(config: dict) -> GridConfig:
+    """The GridConfig of a run's config.json (keys it does not know are left out)."""
+    return from_options(GridConfig, config)

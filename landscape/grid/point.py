@@ -1,0 +1,92 @@
+"""One point of the landscape: the prompts answered by the model at θ0 + Σ cᵢ·dᵢ, judged,
+and written to the run folder as one point record and its generation records. The dense
+grid and the adaptive search both go through here."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from landscape import metrics
+from landscape.grid.context import RunContext
+from landscape.judges import judge_answers
+from landscape.perturb import perturbed
+from landscape.store import generation_records
+
+
+@dataclass
+class Answers:
+    """Answers at one point: which of the run's prompts were asked (`index` into
+    `RunContext.asked`), the prompts, the answers, each judge's verdicts and, for judges
+    that give it, their evidence."""
+
+    index: list[int]
+    prompts: list[str]
+    answers: list[str]
+    verdicts: dict[str, list[bool]]
+    evidence: dict[str, list[dict]]
+
+
+def answer(ctx: RunContext, coords: list[float], index: list[int], seed: int) -> Answers:
+    """The prompts `index` answered with the model at θ0 + Σ coords·dirs, and judged."""
+    prompts = [ctx.asked[i] for i in index]
+    t0 = time.perf_counter()
+    with perturbed(ctx.model, dict(zip(ctx.dirs, coords)), theta0=ctx.theta0):
+        ctx.gen.sync()  # a backend holding its own copy of the weights takes the new ones
+        t1 = time.perf_counter()
+        answers = ctx.gen.generate(prompts, seed=seed)
+        t2 = time.perf_counter()
+    t3 = time.perf_counter()
+    verdicts, evidence = judge_answers(ctx.judges, prompts, answers)
+    t4 = time.perf_counter()
+    ctx.timing.perturb += (t1 - t0) + (t3 - t2)
+    ctx.timing.generate += t2 - t1
+    ctx.timing.judge += t4 - t3
+    return Answers(list(index), prompts, answers, verdicts, evidence)
+
+
+def joined(parts: list[Answers]) -> Answers:
+    """Several batches at one point as one (the search answers a point batch by batch). A
+    judge that gave evidence in some batches only gets empty evidence in the others."""
+    names = list(parts[0].verdicts) if parts else []
+    said = [n for n in names if any(n in p.evidence for p in parts)]
+    return Answers(
+        [i for p in parts for i in p.index],
+        [x for p in parts for x in p.prompts],
+        [x for p in parts for x in p.answers],
+        {n: [v for p in parts for v in p.verdicts[n]] for n in names},
+        {n: [e for p in parts for e in p.evidence.get(n, [{}] * len(p.answers))] for n in said},
+    )
+
+
+def point_record(
+    ctx: RunContext, key, coords: list[float], ans: Answers, unsafe: bool | None = None
+) -> dict:
+    """The line of points.jsonl: grid `key`, `coords`, the ASR by the first judge with its
+    Wilson interval, every judge's ASR, and (for a search point) its decision."""
+    record = {
+        "key": [int(k) for k in key],
+        "coords": coords,
+        **metrics.asr(ans.verdicts[ctx.judge]),
+        "judges": {n: metrics.asr(v)["asr"] for n, v in ans.verdicts.items()},
+    }
+    if unsafe is not None:
+        record["unsafe"] = unsafe
+    return record
+
+
+def record_point(
+    ctx: RunContext, key, coords: list[float], ans: Answers, unsafe: bool | None = None
+) -> None:
+    """Append the point's generations and then its record (which marks it done)."""
+    generations = generation_records(
+        ans.prompts,
+        ans.answers,
+        ans.verdicts,
+        ans.evidence,
+        key=key,
+        samples=ctx.cfg.samples,
+        index=ans.index,
+    )
+    ctx.store.append_point(point_record(ctx, key, coords, ans, unsafe), generations)
+    ctx.timing.points += 1

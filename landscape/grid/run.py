@@ -1,0 +1,162 @@
+"""A grid run from start to end: check everything, load the pair, build the directions,
+then the dense grid or the search, the summary, and the after-run hooks (landscape.png)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landscape import directions as D
+from landscape import scope
+from landscape.directions.sources import FINETUNED
+from landscape.generate import get_generator
+from landscape.grid.adaptive import run_search
+from landscape.grid.config import GridConfig, run_config
+from landscape.grid.context import RunContext
+from landscape.grid.dense import run_dense
+from landscape.grid.summary import judge_agreement, summarize, summarize_search
+from landscape.io import read_jsonl
+from landscape.models import fingerprint, load_model
+from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
+from landscape.prompts import load_prompts
+from landscape.registry import after_run
+from landscape.store import GENERATIONS, RunStore
+
+log = logging.getLogger(__name__)
+
+
+def build_directions(
+    cfg: GridConfig, model, base_path: str | None, names: list[str]
+) -> tuple[list[D.Direction], float | None]:
+    """The run's directions, normalised; the second orthogonalised against the first.
+    Returns them with the cosine of the two before orthogonalisation."""
+    raw = []
+    for name in cfg.dirs:
+        kind = D.parse_kind(name).kind
+        raw.append(
+            D.build(
+                name,
+                model,
+                names,
+                base_path=base_path,
+                source=getattr(cfg, kind) if kind in FINETUNED else None,
+                flag=f"--{kind}",
+                # --seed seeds random directions; the default world's fine-tunes, like its
+                # pair, are those of its seed 0.
+                seed=cfg.seed if kind == "random" else 0,
+                on_world=cfg.on_world,
+            )
+        )
+    cos = None
+    if len(raw) == 2:
+        cos = raw[0].cosine(raw[1])
+        raw[1] = raw[1].orthogonalized(raw[0], D.ORTHO_FOR_NORM[cfg.norm])
+    # One at a time, each raw direction let go as soon as its normalised copy exists: at 7B a
+    # direction is 26 GB, and holding all raw and normalised ones at once doubles the peak.
+    dirs = []
+    while raw:
+        dirs.append(raw.pop(0).normalized(cfg.norm, model))
+    for d, name in zip(dirs, cfg.dirs):
+        d.meta["name"] = name
+    return dirs, cos
+
+
+def environment(model, models: dict[str, str | None]) -> dict:
+    """What env.json records of the machine, the libraries and the model under test."""
+    import transformers
+
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": np.__version__,
+        "device": str(next(model.parameters()).device),
+        "dtype": str(next(model.parameters()).dtype),
+        "threads": torch.get_num_threads(),
+        "models": models,
+        "fingerprint_aligned": fingerprint(model),
+    }
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: bool):
+    """Load the pair, build and place the directions, open the run folder and write env.json.
+    Returns the run's context and its env."""
+    base_path, aligned_path = D.model_paths(cfg.base, cfg.aligned)
+    model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
+    names = scope.select(model, cfg.scope)
+    dirs, cos = build_directions(cfg, model, base_path, names)
+    plan = plan_offload(
+        model,
+        names,
+        len(dirs),
+        cfg.offload,
+        generation_bytes(model, cfg.batch_size, cfg.max_new_tokens + 256),
+    )
+    dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
+    store.create()
+    env = {**environment(model, {"base": base_path, "aligned": aligned_path}), "offload": plan}
+    store.write_env(env)
+    gen = get_generator(
+        cfg.backend,
+        model,
+        tokenizer,
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        system_prompt=cfg.system_prompt,
+    )
+    ctx = RunContext(
+        cfg=cfg,
+        store=store,
+        model=model,
+        dirs=dirs,
+        gen=gen,
+        judges=judges,
+        asked=[p for p in prompts for _ in range(cfg.samples)],
+        theta0=snapshot(model, names, plan["theta0"]),
+        show_progress=show_progress,
+    )
+    return ctx, env, cos
+
+
+def draws_picture(cfg: GridConfig) -> bool:
+    """Whether a finished run gets its picture: a shard holds a scattering of the grid and a
+    2-D search a cross, so neither does (merge draws the whole grid's)."""
+    return cfg.shard is None and not (cfg.epl_search and len(cfg.dirs) == 2)
+
+
+def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> dict:
+    """Run (or resume) the grid into the folder `out`; returns the summary.
+
+    Everything that can fail on bad input is checked before the folder is touched.
+    """
+    cfg.validate()
+    out = Path(out)
+    judges = cfg.load_judges(cfg.on_world, cfg.device)
+    prompts = load_prompts(cfg.prompts, cfg.prompt_column, cfg.n_prompts, cfg.seed)
+    store = RunStore(out, run_config(cfg, judges))
+    RunStore.check(out, store.config)
+
+    ctx, env, cos = _start(cfg, store, judges, prompts, show_progress)
+    if cfg.epl_search:
+        results = run_search(ctx)
+        summary = summarize_search(store.done(), cfg, results, ctx.judge, len(ctx.asked), cos)
+    else:
+        run_dense(ctx)
+        summary = summarize(store.done(), cfg.axes(), cfg, cos, ctx.judge)
+    if len(judges) > 1:
+        summary["judge_agreement"] = judge_agreement(read_jsonl(store.path(GENERATIONS)))
+    store.write_json("summary.json", summary)
+    store.write_env({**env, **peak_memory()})
+    if ctx.timing.points:
+        store.write_json("timing.json", ctx.timing.as_dict())
+    if draws_picture(cfg):
+        after_run(out, "grid")
+    return summary

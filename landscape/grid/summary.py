@@ -1,0 +1,143 @@
+"""A run's summary.json: ASR at the origin, τ and EPL (metrics.landscape_summary, the rule
+the tables use too), what a search cost, the judges' agreement; and its text form."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from landscape import metrics
+from landscape.grid.config import GridConfig
+from landscape.grid.dense import shard_points
+from landscape.judges import agreement
+
+
+def summarize(
+    done: dict, axes: list[np.ndarray], cfg: GridConfig, cos: float | None, judge: str
+) -> dict:
+    """ASR at the origin, τ, and EPL (and VISAGE for 1-D) along each direction through the
+    origin, from the finished points `done`."""
+    values = {tuple(r["coords"]): r["asr"] for r in done.values()}
+    # VISAGE only where EPL is measured too: on a grid that holds the origin.
+    found = metrics.landscape_summary(
+        values, cfg.dirs, cfg.tau, visage_too=bool(np.any(axes[0] == 0.0))
+    )
+    summary = {
+        "dirs": cfg.dirs,
+        "norm": cfg.norm,
+        "judge": judge,
+        "asr_origin": found["asr_origin"],
+        "tau": found["tau"],
+        "points": len(done),
+        "points_total": int(np.prod([len(a) for a in axes])),
+        "cosine_before_orthogonalisation": cos,
+        "epl": {},
+    }
+    if cfg.shard is not None:
+        # EPL needs whole lines through the origin; a shard has every N-th point of them.
+        summary["shard"] = cfg.shard
+        summary["points_total"] = len(shard_points(axes, cfg.shard))
+        return summary
+    summary["epl"] = found["epl"]
+    if "visage" in found:
+        summary["visage"] = found["visage"]
+    return summary
+
+
+def summarize_search(
+    done: dict, cfg: GridConfig, results: dict, judge: str, n_asked: int, cos: float | None
+) -> dict:
+    """The summary of an adaptive search: EPL with its brackets, and what it cost."""
+    first = next(iter(results.values()))
+    dense_points = int(np.prod([len(a) for a in cfg.axes()]))
+    epl = {
+        name: {**res["epl"], "points": len(res["points"]), "generations": res["generations"]}
+        for name, res in results.items()
+    }
+    return {
+        "dirs": cfg.dirs,
+        "norm": cfg.norm,
+        "judge": judge,
+        "asr_origin": first["asr_origin"],
+        "tau": first["tau"],
+        "points": len(done),
+        "points_total": len(done),
+        "cosine_before_orthogonalisation": cos,
+        "epl": epl,
+        "search": {
+            "tol": cfg.search_tol(),
+            "batch": cfg.epl_batch,
+            "confidence": cfg.epl_confidence,
+            "answers_per_point": n_asked,
+            "generations": sum(r["n"] for r in done.values()),
+            "dense_points": dense_points,
+            "dense_generations": dense_points * n_asked,
+        },
+    }
+
+
+def judge_agreement(generations: Iterable[dict]) -> dict:
+    """Each pair of judges' raw agreement and Cohen's κ over every answer of a run (its
+    generation records)."""
+    verdicts: dict[str, list[bool]] = {}
+    for g in generations:
+        for name, v in g["unsafe"].items():
+            verdicts.setdefault(name, []).append(bool(v))
+    return agreement(verdicts)
+
+
+def _bracket(b: list) -> str:
+    return f"edge in ({b[0]:.4g}, {b[1]:.4g}]" if b[1] is not None else f"safe to {b[0]:.4g}"
+
+
+def _head(summary: dict) -> list[str]:
+    search = summary.get("search")
+    if search:
+        lines = [
+            f"adaptive EPL search: {summary['points']} points, {search['generations']} "
+            f"generations (the dense grid of these flags: {search['dense_points']} points, "
+            f"{search['dense_generations']} generations)   judge: {summary['judge']}"
+        ]
+    else:
+        lines = [
+            f"points: {summary['points']}/{summary['points_total']}   judge: {summary['judge']}"
+        ]
+    if "shard" in summary:
+        lines.append(
+            f"shard {summary['shard']}: EPL needs the whole grid; "
+            "join the shards with `python -m landscape.grid merge`"
+        )
+    if summary["asr_origin"] is not None:
+        lines.append(f"ASR at the origin: {summary['asr_origin']:.3f}   tau: {summary['tau']:.3f}")
+    if summary.get("cosine_before_orthogonalisation") is not None:
+        lines.append(
+            f"cosine of the two directions before orthogonalisation: "
+            f"{summary['cosine_before_orthogonalisation']:+.4f}"
+        )
+    return lines
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as the command line prints it."""
+    lines = _head(summary)
+    for name, e in summary["epl"].items():
+        neg = f"{e['neg']:.3f}{'+' if e['neg_censored'] else ''}"
+        pos = f"{e['pos']:.3f}{'+' if e['pos_censored'] else ''}"
+        lines.append(
+            f"EPL along {name} ({summary['norm']} norm): negative side {neg}, "
+            f"positive side {pos}, both {e['both']:.3f}"
+        )
+        if "neg_bracket" in e:
+            lines.append(
+                f"  negative side {_bracket(e['neg_bracket'])}, positive side "
+                f"{_bracket(e['pos_bracket'])}; {e['points']} points, "
+                f"{e['generations']} generations"
+            )
+    if "visage" in summary:
+        lines.append(f"VISAGE: {summary['visage']:.1f}")
+    for pair, a in (summary.get("judge_agreement") or {}).items():
+        kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:+.3f}"
+        lines.append(f"judges {pair}: agree on {a['agreement']:.1%} of {a['n']} answers, κ {kappa}")
+    lines.append("('+': the basin reaches the end of the range; the EPL is at least that)")
+    return "\n".join(lines)
