@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -10,8 +11,9 @@ from safetensors.torch import load_file
 
 from landscape import directions as D
 from landscape.asft.__main__ import main
+from landscape.asft.config import AsftConfig
 from landscape.asft.data import harmful_pool, load_pairs, load_task, poisoned_mix
-from landscape.asft.finetune import AsftConfig, finetune
+from landscape.asft.finetune import finetune
 from landscape.errors import LandscapeError
 from landscape.models import load_model
 
@@ -102,13 +104,72 @@ def test_task_file_with_missing_fields(tmp_path):
         load_task(str(f))
 
 
+def test_real_task_answers_are_scored_by_the_fields_rule(tmp_path):
+    from landscape.asft.data import answer_correct
+
+    gold = "Add them. The final answer is: 42"
+    assert answer_correct("so The final answer is: 42", gold)
+    assert answer_correct("6 times 7 is 42", gold)  # no stated answer: the last number
+    assert not answer_correct("The final answer is: 41, not 42", gold)  # the stated one counts
+    assert not answer_correct("I cannot say", gold)
+    assert answer_correct("The final answer is: -3", "The final answer is: -3")
+    assert answer_correct("  positive\n", "positive ") and not answer_correct(
+        "Positive", "positive"
+    )
+    # A task read from files is scored by this rule, not by a world's scorer.
+    f = tmp_path / "task.jsonl"
+    rows = [{"instruction": f"q{i}", "output": f"The final answer is: {i}"} for i in range(10)]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = load_task(str(f))
+    assert task.test == [("q9", "The final answer is: 9")] and len(task.train) == 9
+    assert task.correct("it is 9", "The final answer is: 9") and task.scorer is answer_correct
+    assert load_task("toy:sst2").scorer is not answer_correct  # the toy world scores its own
+
+
+def test_a_worlds_prompts_bring_that_worlds_judges():
+    from landscape.asft.evaluate import world_judges
+
+    on_toy = AsftConfig(eval_prompts="toy:harmful")
+    assert [j.name for j in world_judges(on_toy, {"keyword"})] == ["toy"]
+    assert world_judges(on_toy, {"keyword", "toy"}) == []
+    assert world_judges(AsftConfig(eval_prompts="prompts.txt"), {"keyword"}) == []
+
+
+def _weights(folder):
+    return {f.name: f.read_bytes() for f in sorted(folder.glob("*.safetensors"))}
+
+
 def test_training_changes_the_adapter_and_not_the_base(
     tiny_pair_dir, eval_prompts, harmful_data, tmp_path
 ):
+    from peft import PeftModel
+
+    from landscape.io import read_jsonl
+
+    on_disk = _weights(tiny_pair_dir["aligned"])
     r = finetune(_cfg(tiny_pair_dir, eval_prompts, harmful_data, method="sft"), tmp_path / "sft")
-    assert 0 <= r["hs"] <= 1 and 0 <= r["fa"] <= 1 and r["n_hs"] == 2
+    # HS is the judge's share over the answers kept, in the grid's generation records.
+    answers = read_jsonl(tmp_path / "sft" / "answers.jsonl")
+    assert r["n_hs"] == len(answers) == 2 and r["judge"] == "keyword"
+    assert r["hs"] == sum(a["unsafe"]["keyword"] for a in answers) / 2
+    assert all(set(a) == {"key", "prompt", "sample", "answer", "unsafe"} for a in answers)
+    assert r["n_fa"] == len(load_task("toy:sst2").test)
     adapter = load_file(tmp_path / "sft" / "adapter" / "adapter_model.safetensors")
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in adapter.items())  # B starts at 0
+    # The base under the adapter is the aligned model, untouched: on disk and once reloaded.
+    assert _weights(tiny_pair_dir["aligned"]) == on_disk
+    model, _ = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
+    ref = {n: p.detach().clone() for n, p in model.named_parameters()}
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        logits_base = model(ids).logits
+        tuned = PeftModel.from_pretrained(model, tmp_path / "sft" / "adapter")
+        logits_tuned = tuned(ids).logits
+    for n, p in tuned.named_parameters():
+        if "lora_" not in n:
+            key = n.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(p, ref[key]), n
+    assert not torch.allclose(logits_tuned, logits_base)  # the adapter changes the model
     # The adapter is the update: as a Direction it only touches q and v.
     model, _ = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
     d = D.from_lora_adapter(tmp_path / "sft" / "adapter", model, kind="harmful")
@@ -126,15 +187,26 @@ def test_lambda_zero_is_sft(tiny_pair_dir, eval_prompts, harmful_data, tmp_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_penalty_changes_the_update(tiny_pair_dir, eval_prompts, harmful_data, tmp_path):
-    finetune(_cfg(tiny_pair_dir, eval_prompts, harmful_data, method="sft"), tmp_path / "sft")
-    finetune(
-        _cfg(tiny_pair_dir, eval_prompts, harmful_data, method="asft", lam=100.0, variant="flat"),
-        tmp_path / "asft",
-    )
-    a = load_file(tmp_path / "sft" / "adapter" / "adapter_model.safetensors")
-    b = load_file(tmp_path / "asft" / "adapter" / "adapter_model.safetensors")
-    assert any(not torch.equal(a[k], b[k]) for k in a)
+def test_penalty_lowers_the_penalised_share(tiny_pair_dir, eval_prompts, harmful_data, tmp_path):
+    from landscape.asft.penalty import diagnostics
+
+    runs = {}
+    for lam in (0.0, 100.0):
+        cfg = _cfg(
+            tiny_pair_dir, eval_prompts, harmful_data, method="asft", lam=lam, variant="subspace:4"
+        )
+        runs[lam] = finetune(cfg, tmp_path / f"lam{lam:g}")
+    model, _ = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
+    base, _ = load_model(str(tiny_pair_dir["base"]), device="cpu")
+    shares = {}
+    for lam in runs:
+        update = D.from_lora_adapter(tmp_path / f"lam{lam:g}" / "adapter", model)
+        anchor = D.aligned(base, model, update.names)
+        shares[lam] = diagnostics(update, anchor, "subspace:4")["penalised_share"]
+    # λ = 0 trains freely, so most of the update lies outside the top-4 subspace of the
+    # aligned direction (0.84 here); a heavy penalty keeps much of it inside (0.37 here).
+    assert shares[0.0] > 0.5 and shares[100.0] < 0.6 * shares[0.0], shares
+    assert runs[100.0]["final_penalty"] > 0 and runs[0.0]["final_penalty"] == 0
 
 
 def test_finished_run_is_reused_and_other_config_refused(
@@ -252,7 +324,7 @@ def test_an_adapter_draws_its_landscape(tiny_pair_dir, eval_prompts, harmful_dat
 def test_safelora_projects_the_lowest_cosine_modules_only(tiny_pair_dir):
     from peft import LoraConfig, get_peft_model
 
-    from landscape.asft.finetune import safelora_project
+    from landscape.asft.safelora import safelora_project
 
     model, _ = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
     base, _ = load_model(str(tiny_pair_dir["base"]), device="cpu")
@@ -449,14 +521,14 @@ def test_several_judges_are_recorded(tiny_pair_dir, eval_prompts, harmful_data, 
 
 def test_system_prompt_reaches_the_generator(tiny_pair_dir, eval_prompts, monkeypatch):
     import landscape.generate.hf as hf
-    from landscape.asft.finetune import evaluate
+    from landscape.asft.evaluate import evaluate
 
     seen = []
     monkeypatch.setattr(hf, "render_chat", lambda tok, p, sp=None: seen.append(sp) or p + "\n")
     model, tok = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
     cfg = _cfg(tiny_pair_dir, eval_prompts, system_prompt="You are careful.", p=0.0)
     task = load_task("toy:sst2")
-    task = type(task)(task.name, task.train, task.test[:2])
+    task = dataclasses.replace(task, test=task.test[:2])
     evaluate(model, tok, task, cfg)
     assert seen and set(seen) == {"You are careful."}
 

@@ -1,4 +1,9 @@
 """AsFT: safety-anchored fine-tuning (penalty variants, baselines, before/after evaluation).
 
-`landscape.asft.penalty` holds the penalty L_pen = λ · Σ_modules ‖C⊥ ΔW‖²_F and its variants.
+- `config`: `AsftConfig`, the settings of a run (each also its command-line option);
+- `methods`: the methods (sft, asft, asft-alt, safelora, safeinstr) and what each does;
+- `data`: the task, the harmful and refusal pools, the poisoned mix;
+- `penalty`: the penalty L_pen = λ · Σ_modules ‖C⊥ ΔW‖²_F and its variants;
+- `safelora`: Safe LoRA's post-hoc projection;
+- `finetune`: one run; `evaluate`: its HS and FA; `compare`: methods × poison ratios.
 """

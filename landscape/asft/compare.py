@@ -5,29 +5,18 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
+import io
 import logging
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from landscape import directions as D
-from landscape.asft.finetune import (
-    _LATER,
-    AsftConfig,
-    _alt_variant,
-    _pair,
-    _target_names,
-    aligned_direction,
-    check_run_folder,
-    evaluate,
-    finetune,
-    harmful_direction,
-    hs_key,
-    load_judges,
-    stored_config,
-    training_data,
-)
+from landscape.asft.config import LATER, AsftConfig, check_run_folder, stored_config
+from landscape.asft.evaluate import evaluate, hs_key, load_judges
+from landscape.asft.finetune import finetune, training_data
+from landscape.asft.methods import alt_variant, anchor_direction, target_names
+from landscape.io import atomic_write, read_json, write_json
 from landscape.models import load_model
 
 log = logging.getLogger(__name__)
@@ -38,7 +27,7 @@ def _label(method: str, variant: str | None) -> str:
 
 
 def _runs(cfg: AsftConfig, methods, ratios, variants):
-    alt = sorted({_alt_variant(v) for v in variants})  # AsFT-Alt penalises inside; one per subspace
+    alt = sorted({alt_variant(v) for v in variants})  # AsFT-Alt penalises inside; one per subspace
     for method in methods:
         for variant in {"asft": variants, "asft-alt": alt}.get(method, [None]):
             for p in ratios:
@@ -51,11 +40,11 @@ def diagnostics(cfg: AsftConfig, variants: list[str]) -> dict:
     d_harm's energy inside each variant's allowed subspace, with a random direction beside it."""
     from landscape.asft.penalty import diagnostics as share
 
-    _, aligned_path = _pair(cfg)
+    _, aligned_path = D.model_paths(cfg.base, cfg.aligned)
     model, _ = load_model(aligned_path, dtype="float32", device="cpu")
-    names = _target_names(model, cfg.target_modules)
-    d_al = aligned_direction(cfg, model, names)
-    d_harm = harmful_direction(cfg, model, names)
+    names = target_names(model, cfg.target_modules)
+    d_al = anchor_direction("aligned", cfg, model, names)
+    d_harm = anchor_direction("harmful", cfg, model, names)
     d_rand = D.random(model, names, seed=cfg.seed).normalized("layer", model)
     out = {
         "cos_aligned_harm": d_al.cosine(d_harm),
@@ -82,7 +71,7 @@ def _harmful_source(cfg: AsftConfig, runs, folders) -> str | None:
 
 
 # What the "before" evaluation depends on; before.json is redone when any of it changes.
-_EVAL_KEYS = ("aligned", "task", "eval_prompts", "max_new_tokens", "seed", "dtype", *_LATER)
+_EVAL_KEYS = ("aligned", "task", "eval_prompts", "max_new_tokens", "seed", "dtype", *LATER)
 
 
 def _eval_config(cfg: AsftConfig) -> dict:
@@ -94,7 +83,7 @@ def _before_is_current(before: dict, cfg: AsftConfig) -> bool:
     if "eval_config" in before:
         return before["eval_config"] == _eval_config(cfg)
     # Written before the evaluation options existed: valid while they are at their defaults.
-    return not any(k in _eval_config(cfg) for k in _LATER)
+    return not any(k in _eval_config(cfg) for k in LATER)
 
 
 class _Judges:
@@ -109,11 +98,56 @@ class _Judges:
         return self.judges
 
 
+def _before(cfg: AsftConfig, task, judges: _Judges, out: Path) -> dict:
+    """The aligned model's own evaluation, `out/before.json`: reused while the evaluation
+    settings it was made with are current."""
+    before_path = out / "before.json"
+    before = read_json(before_path) if before_path.exists() else None
+    if before is not None and _before_is_current(before, cfg):
+        return before
+    if before is not None:
+        log.info("%s was made with other evaluation settings: evaluating again", before_path)
+    _, aligned_path = D.model_paths(cfg.base, cfg.aligned)
+    model, tok = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
+    before = {
+        **evaluate(model, tok, task, cfg, judges(), out / "before_answers.jsonl"),
+        "eval_config": _eval_config(cfg),
+    }
+    del model
+    write_json(before_path, before)
+    return before
+
+
+def _row(label: str, run: AsftConfig, r: dict, first: str) -> dict:
+    hs = {k: v for k, v in sorted(r.items()) if k.startswith("hs_")}
+    hs.setdefault(first, r["hs"])  # results made before per-judge keys: hs was this judge's
+    return {
+        "method": label,
+        "p": run.p,
+        "hs": r["hs"],
+        "fa": r["fa"],
+        **hs,
+        "lam": run.lam,
+        "lr": run.lr,
+        "train_seconds": r["train_seconds"],
+    }
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
 def compare(
     cfg: AsftConfig, methods: list[str], ratios: list[float], out: str | Path, variants: list[str]
 ) -> dict:
     """Run every (method, variant, p) into `out/<label>-p<p>/` (finished runs are reused), and
     write `results.csv`, `diagnostics.json` and `table.md`. The judges are loaded once."""
+    from landscape.judges import parse_specs
+
     out = Path(out)
     runs = list(_runs(cfg, methods, ratios, variants))
     for _, run in runs:  # all bad input is caught before any work starts
@@ -127,46 +161,14 @@ def compare(
         check_run_folder(run, folder)
     judges = _Judges(cfg)
     out.mkdir(parents=True, exist_ok=True)
+    before = _before(cfg, task, judges, out)
 
-    before_path = out / "before.json"
-    before = json.loads(before_path.read_text()) if before_path.exists() else None
-    if before is None or not _before_is_current(before, cfg):
-        if before is not None:
-            log.info("%s was made with other evaluation settings: evaluating again", before_path)
-        _, aligned_path = _pair(cfg)
-        model, tok = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
-        before = {
-            **evaluate(model, tok, task, cfg, judges(), out / "before_answers.jsonl"),
-            "eval_config": _eval_config(cfg),
-        }
-        del model
-        tmp = before_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(before, indent=2, sort_keys=True) + "\n")
-        tmp.replace(before_path)
-
-    rows = []
-    first = hs_key(cfg.judge.split(",")[0].strip().partition(":")[0].strip())
-    for (label, run), folder in tqdm(list(zip(runs, folders)), desc="compare"):
-        r = finetune(run, folder, judges=judges)
-        hs = {k: v for k, v in sorted(r.items()) if k.startswith("hs_")}
-        hs.setdefault(first, r["hs"])  # results made before per-judge keys: hs was this judge's
-        rows.append(
-            {
-                "method": label,
-                "p": run.p,
-                "hs": r["hs"],
-                "fa": r["fa"],
-                **hs,
-                "lam": run.lam,
-                "lr": run.lr,
-                "train_seconds": r["train_seconds"],
-            }
-        )
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    first = hs_key(parse_specs(cfg.judge)[0][0])
+    rows = [
+        _row(label, run, finetune(run, folder, judges=judges), first)
+        for (label, run), folder in tqdm(list(zip(runs, folders)), desc="compare")
+    ]
+    _write_csv(out / "results.csv", rows)
     diag = None
     source = _harmful_source(cfg, runs, folders)
     if source is None and cfg.aligned is not None:
@@ -174,9 +176,9 @@ def compare(
     else:
         variants = sorted({r.variant for _, r in runs if r.method == "asft"}) or [cfg.variant]
         diag = diagnostics(dataclasses.replace(cfg, harmful=source), variants)
-        (out / "diagnostics.json").write_text(json.dumps(diag, indent=2, sort_keys=True) + "\n")
+        write_json(out / "diagnostics.json", diag)
     table = {"before": before, "rows": rows, "ratios": ratios, "diagnostics": diag}
-    (out / "table.md").write_text(format_table(table) + "\n")
+    atomic_write(out / "table.md", format_table(table) + "\n")
     return table
 
 

@@ -1,45 +1,46 @@
 """Fine-tuning data: a benign task mixed with a share p of harmful samples, as in the field's
-harmful-fine-tuning protocol (⌊p·n⌋ harmful request → compliant answer, ⌊(1−p)·n⌋ benign)."""
+harmful-fine-tuning protocol (⌊p·n⌋ harmful request → compliant answer, ⌊(1−p)·n⌋ benign).
+
+A task is a world's (`toy:sst2`, its own scorer) or read from files (scored by
+`answer_correct`); the harmful and refusal pools are files or, by default, the default
+world's."""
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-from dataclasses import dataclass
+import re
 from pathlib import Path
 
 from landscape.errors import LandscapeError
-from landscape.toy import data as toy
+from landscape.prompts import PROMPT_COLUMNS
+from landscape.world import Example, Task, get_world, world_of
 
-Example = tuple[str, str]
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Task:
-    """A benign task: training items, test items and how an answer is scored."""
-
-    name: str
-    train: list[Example]
-    test: list[Example]
-
-    def correct(self, answer: str, gold: str) -> bool:
-        kind = "gsm8k" if "The final answer is:" in gold else "label"
-        return toy.task_answer_correct(kind, answer, gold)
+FINAL_ANSWER = re.compile(r"The final answer is:\s*(-?\d+)")
 
 
-def _read_jsonl(path: Path) -> list[Example]:
+def answer_correct(answer: str, gold: str) -> bool:
+    """The field's FA rule for a task read from files: where the gold answer states "The final
+    answer is: N", the answer's own stated number (else its last number) must be N; any other
+    gold answer must be matched exactly, surrounding whitespace aside."""
+    want = FINAL_ANSWER.search(gold)
+    if want is None:
+        return answer.strip() == gold.strip()
+    stated = FINAL_ANSWER.search(answer)
+    nums = [stated.group(1)] if stated else re.findall(r"-?\d+", answer)
+    return bool(nums) and nums[-1] == want.group(1)
+
+
+def _read_task_file(path: Path) -> list[Example]:
     """Records {instruction, input, output}: the prompt is the instruction, then the input."""
+    from landscape.io import raw_jsonl
+
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise LandscapeError(f"{path}: line {i} is not valid JSON ({e.msg})") from None
-        missing = [k for k in ("instruction", "output") if not isinstance(rec.get(k), str)]
+    for i, (_, rec) in enumerate(raw_jsonl(path), 1):
+        fields = rec if isinstance(rec, dict) else {}
+        missing = [k for k in ("instruction", "output") if not isinstance(fields.get(k), str)]
         if missing:
             raise LandscapeError(f"{path}: line {i} lacks the field(s) {', '.join(missing)}")
         prompt = rec["instruction"] + (f"\nInput: {rec['input']}" if rec.get("input") else "")
@@ -50,36 +51,26 @@ def _read_jsonl(path: Path) -> list[Example]:
 
 
 def load_task(spec: str, seed: int = 0) -> Task:
-    """`toy:sst2`, `toy:agnews`, `toy:gsm8k`, or `TRAIN.jsonl[,TEST.jsonl]` (without a test
-    file, the last 10% of the training file is held out)."""
-    if spec.startswith("toy:"):
-        name = spec[4:]
-        w = toy.world(seed)
-        if name not in w.tasks_train:
-            raise LandscapeError(f"unknown toy task {name!r}; valid: {', '.join(w.tasks_train)}")
-        return Task(spec, list(w.tasks_train[name]), list(w.tasks_test[name]))
+    """A world's task (`toy:sst2`, `toy:agnews`, `toy:gsm8k`), or `TRAIN.jsonl[,TEST.jsonl]`
+    (without a test file, the last 10% of the training file is held out)."""
+    found = world_of(spec)
+    if found is not None:
+        world, name = found
+        return world.task(name, seed)
     paths = [Path(p).expanduser() for p in spec.split(",")]
     for p in paths:
         if not p.is_file():
             raise LandscapeError(f"task file does not exist: {p}")
-    train = _read_jsonl(paths[0])
+    train = _read_task_file(paths[0])
     if len(paths) > 1:
-        return Task(spec, train, _read_jsonl(paths[1]))
+        return Task(spec, train, _read_task_file(paths[1]), answer_correct)
     cut = max(1, len(train) // 10)
-    return Task(spec, train[:-cut], train[-cut:])
+    return Task(spec, train[:-cut], train[-cut:], answer_correct)
 
 
-# Looked for in this order, case-insensitively. BeaverTails has `prompt`/`response`,
-# Alpaca-style files `instruction`(+`input`)/`output`.
-PROMPT_COLUMNS = (
-    "prompt",
-    "instruction",
-    "goal",
-    "question",
-    "query",
-    "Behavior",
-    "forbidden_prompt",
-)
+# Request columns are the prompt files' (landscape.prompts), so that one file gives the same
+# column in the grid and here. BeaverTails has `prompt`/`response`, Alpaca-style files
+# `instruction`(+`input`)/`output`.
 RESPONSE_COLUMNS = ("response", "output", "answer", "completion", "target")
 INPUT_COLUMN = "input"  # with `instruction`: appended as in the task files
 SAFE_COLUMN = "is_safe"  # BeaverTails: whether the response is safe
@@ -153,15 +144,13 @@ def load_pairs(path: str | Path, safe: bool, flag: str) -> list[Example]:
 
 
 def harmful_pool(seed: int = 0) -> list[Example]:
-    """Harmful requests with compliant answers (the toy world's training requests)."""
-    rng = random.Random(seed + 11)
-    return [(r.prompt, toy.comply(r, rng)) for r in toy.world(seed).harmful_train]
+    """Harmful requests with compliant answers: the default world's."""
+    return get_world().harmful_pool(seed)
 
 
 def refusal_pool(seed: int = 0) -> list[Example]:
-    """Harmful requests with refusals: SafeInstr's safety examples."""
-    rng = random.Random(seed + 13)
-    return [(r.prompt, toy.refuse(r, rng)) for r in toy.world(seed).harmful_train]
+    """Harmful requests with refusals, SafeInstr's safety examples: the default world's."""
+    return get_world().refusal_pool(seed)
 
 
 def poisoned_mix(
@@ -175,13 +164,13 @@ def poisoned_mix(
 ) -> list[Example]:
     """⌊p·n⌋ harmful samples and ⌊(1−p)·n⌋ task samples (SafeInstr: a further
     ⌊safety_share·n⌋ refusal samples), drawn without replacement with a seed. `harmful` and
-    `refusals` are the pools drawn from (default: the toy world's)."""
+    `refusals` are the pools drawn from (default: the default world's)."""
     if not 0.0 <= p <= 1.0:
         raise LandscapeError(f"the poison ratio p must be in [0, 1], got {p}")
     if n < 1:
         raise LandscapeError(f"n must be at least 1, got {n}")
     n_harm, n_task, n_safe = int(p * n), int((1 - p) * n), int(safety_share * n)
-    # The toy pools are built only when drawn from (sampling 0 items draws no random numbers).
+    # The world's pools are built only when drawn from (sampling 0 items draws no random numbers).
     if harmful is None:
         harmful = harmful_pool(seed) if n_harm else []
     if refusals is None:

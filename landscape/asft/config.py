@@ -1,0 +1,192 @@
+"""The settings of one AsFT run, declared once: each field is also its command-line option
+(`landscape.cli`), checked here before any work starts, and stored in the run's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from landscape.asft.methods import METHODS, get_method
+from landscape.cli import option
+from landscape.errors import LandscapeError
+from landscape.io import read_json
+from landscape.judges.options import JudgeOptions
+from landscape.world import is_world_spec
+
+ASFT_JUDGE_HELP = (
+    "HS judges, comma-separated: keyword, keyword:FILE, toy, llama-guard[:WEIGHTS], "
+    "beaver-dam[:WEIGHTS], harmbench[:WEIGHTS]; the first gives HS, each is recorded"
+)
+
+
+@dataclass
+class AsftConfig(JudgeOptions):
+    method: str = option("asft", "the fine-tuning method", choices=METHODS)
+    variant: str = option(
+        "flat+one-sided",
+        "penalty: safelora | subspace:K | flat, optionally +one-sided (asft-alt penalises "
+        "the inside of the same subspace)",
+    )
+    lam: float = option(1.0, "penalty weight λ")
+    task: str = option("toy:sst2", "toy:sst2 | toy:agnews | toy:gsm8k | TRAIN.jsonl[,TEST.jsonl]")
+    n: int = option(1000, "training samples in all")
+    p: float = option(0.1, "poison ratio")
+    base: str | None = option(None, "the base model (default: the toy pair's)")
+    aligned: str | None = option(
+        None, "the aligned model, the one fine-tuned (default: the toy pair's)"
+    )
+    # asft-alt: the direction to avoid (default on the toy pair: made on demand)
+    harmful: str | None = option(
+        None, "asft-alt: harmful fine-tune folder, LoRA adapter or .safetensors"
+    )
+    full: bool = option(False, "full-parameter fine-tuning (ΔW = W − W0)")
+    lora_r: int = option(8, "LoRA rank")
+    lora_alpha: int = option(32, "LoRA alpha (the update is scaled by alpha/r)")
+    lora_dropout: float = option(0.05, "LoRA dropout")
+    target_modules: list[str] = option(
+        help="the weights LoRA adapts (and full fine-tuning trains), by module name",
+        factory=lambda: ["q_proj", "v_proj"],
+    )
+    lr: float = option(1e-3, "learning rate")
+    epochs: float = option(3.0, "training epochs (may be fractional)")
+    batch_size: int = option(8, "training batch size")
+    grad_accum: int = option(1, "gradient accumulation steps")
+    safelora_threshold: float = option(
+        0.5, "safelora: project the modules whose cosine with their projection is below this"
+    )
+    safelora_k: int | None = option(
+        None, "safelora: project the k lowest-cosine modules instead", type=int
+    )
+    safety_share: float = option(0.05, "safeinstr: share of refusal samples")
+    eval_prompts: str = option("toy:harmful", "HS prompts: a file or toy:NAME")
+    max_new_tokens: int = option(48, "tokens generated per evaluation answer")
+    seed: int = option(
+        0, "seed of the data mix, the adapter's initialisation and training (default: %(default)s)"
+    )
+    dtype: str = option("float32", "dtype the aligned model is trained in")
+    device: str = option("auto", "device of training and evaluation")
+    # Added later: left out of config.json while at their defaults, so that run folders made
+    # before they existed still resume (see `stored_config`).
+    harmful_data: str | None = option(
+        None,
+        "CSV/JSONL/JSON/parquet of harmful request → compliant answer records mixed in at "
+        "ratio p (prompt/response, instruction[/input]/output, ...; BeaverTails: is_safe false "
+        "rows only); needed on a real pair when p > 0",
+    )
+    safety_data: str | None = option(
+        None,
+        "safeinstr: harmful request → refusal records, same formats (BeaverTails: is_safe "
+        "true rows only); needed on a real pair",
+    )
+    # AsFT's own default, unlike the grid's: keyword alone gives HS, and on a world's prompts
+    # the world's judges are recorded beside it (landscape.asft.evaluate).
+    judge: str = option("keyword", ASFT_JUDGE_HELP)
+    system_prompt: str | None = option(
+        None, "system prompt of the evaluation generations (HS and FA)"
+    )
+    eval_batch_size: int = option(64, "prompts per evaluation generation batch")
+    max_len: int = option(256, "training sequence length (tokens)")
+
+    @property
+    def on_world(self) -> bool:
+        """Whether the run is on the default world's pair (no models named)."""
+        return self.aligned is None
+
+    def validate(self) -> None:
+        """Every check that needs no model: bad input fails before any work starts."""
+        method = get_method(self.method)
+        if self.lam < 0:
+            raise LandscapeError(f"λ must be >= 0, got {self.lam}")
+        if not 0 <= self.p <= 1:
+            raise LandscapeError(f"the poison ratio p must be in [0, 1], got {self.p}")
+        if (self.base is None) != (self.aligned is None):
+            raise LandscapeError("give both --base and --aligned, or neither for the toy pair")
+        if self.eval_batch_size < 1 or self.max_len < 2:
+            raise LandscapeError("--eval-batch-size must be at least 1, --max-len at least 2")
+        self.check_judges()
+        for flag, path in (
+            ("--harmful-data", self.harmful_data),
+            ("--safety-data", self.safety_data),
+        ):
+            if path is not None and not Path(path).expanduser().is_file():
+                raise LandscapeError(f"{flag}: file does not exist: {path}")
+        if method.anchor == "harmful" and not self.on_world and self.harmful is None:
+            raise LandscapeError(
+                f"{method.name} needs --harmful (a harmful fine-tune folder, LoRA adapter or "
+                ".safetensors)"
+            )
+        # A real model must never be trained on the world's samples without being told.
+        if not self.on_world and self.p > 0 and self.harmful_data is None:
+            raise LandscapeError(
+                "on a real model pair, p > 0 needs --harmful-data FILE (harmful request → "
+                "compliant answer records); the built-in harmful samples are for the toy pair only"
+            )
+        if not self.on_world and self.safety_mix > 0 and self.safety_data is None:
+            raise LandscapeError(
+                f"on a real model pair, {method.name} needs --safety-data FILE (harmful request "
+                "→ refusal records); the built-in refusals are for the toy pair only"
+            )
+        if method.penalty is not None:
+            from landscape.asft.penalty.variants import parse_variant
+
+            parse_variant(method.penalty(self.variant))
+
+    @property
+    def safety_mix(self) -> float:
+        """The share of refusal samples mixed in: --safety-share for methods that mix them."""
+        return self.safety_share if get_method(self.method).mixes_refusals else 0.0
+
+    def world_data_on_real_pair(self) -> bool:
+        """Whether a real pair is given the world's task or prompts (allowed, but suspicious)."""
+        return not self.on_world and (is_world_spec(self.task) or is_world_spec(self.eval_prompts))
+
+    def train_config(self):
+        from landscape.train import TrainConfig
+
+        return TrainConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            grad_accum=self.grad_accum,
+            lr=self.lr,
+            warmup=0.05,
+            max_len=self.max_len,
+            seed=self.seed,
+            desc=self.method,
+        )
+
+
+# Fields added after run folders existed: stored only when set away from their defaults.
+LATER = (
+    "harmful_data",
+    "safety_data",
+    "judge",
+    "judge_dtype",
+    "system_prompt",
+    "eval_batch_size",
+    "max_len",
+)
+# A placement, not a setting: never stored, a run may resume with another.
+PLACEMENT = ("judge_batch_size",)
+
+
+def stored_config(config: dict) -> dict:
+    """What config.json holds and what a resume compares: later options at their defaults and
+    placements are left out, so a folder written before they existed compares equal."""
+    import json
+
+    defaults = dataclasses.asdict(AsftConfig())
+    out = {k: v for k, v in json.loads(json.dumps(config)).items() if k not in PLACEMENT}
+    for k in LATER:
+        if k in out and out[k] == defaults[k]:
+            del out[k]
+    return out
+
+
+def check_run_folder(cfg: AsftConfig, out: Path) -> dict:
+    """The config `out` is to hold; refused when `out` holds a run with another one."""
+    config = stored_config(dataclasses.asdict(cfg))
+    if (out / "config.json").exists():
+        if stored_config(read_json(out / "config.json")) != config:
+            raise LandscapeError(f"{out} holds a fine-tuning run with another config")
+    return config
