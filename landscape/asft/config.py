@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,8 +174,6 @@ PLACEMENT = ("judge_batch_size",)
 def stored_config(config: dict) -> dict:
     """What config.json holds and what a resume compares: later options at their defaults and
     placements are left out, so a folder written before they existed compares equal."""
-    import json
-
     defaults = dataclasses.asdict(AsftConfig())
     out = {k: v for k, v in json.loads(json.dumps(config)).items() if k not in PLACEMENT}
     for k in LATER:
