@@ -421,16 +421,32 @@ def test_batched_modules_equal_the_per_module_sum(tiny_tokenizer, variant):
     for i, (n, p) in enumerate(model.named_parameters()):
         if n.endswith(("q_proj.weight", "v_proj.weight")):
             rank = 1 + i % 3  # rank 1, 2 or 3: different spectra within one shape group
-            tensors[n] = torch.randn(p.shape[0], rank, generator=g) @ torch.randn(rank, p.shape[1], generator=g)
-    pm = get_peft_model(model, LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                          lora_dropout=0.0, task_type="CAUSAL_LM"))
+            tensors[n] = torch.randn(p.shape[0], rank, generator=g) @ torch.randn(
+                rank, p.shape[1], generator=g
+            )
+    pm = get_peft_model(
+        model,
+        LoraConfig(
+            r=4,
+            lora_alpha=16,
+            target_modules=["q_proj", "v_proj"],
+            lora_dropout=0.0,
+            task_type="CAUSAL_LM",
+        ),
+    )
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_B" in n:
                 p.copy_(torch.randn(p.shape, generator=g))
     pen = AsftPenalty(pm, Direction(tensors, {"kind": "aligned"}), variant, 1.0)
     batched = pen(pm)
-    per_module = sum(t.anchor.lora(t.module.lora_B["default"].weight, t.module.lora_A["default"].weight,
-                                   t.module.scaling["default"]) for t in pen._terms)
+    per_module = sum(
+        t.anchor.lora(
+            t.module.lora_B["default"].weight,
+            t.module.lora_A["default"].weight,
+            t.module.scaling["default"],
+        )
+        for t in pen._terms
+    )
     assert len(pen._groups) < len(pen._terms)  # something was batched
     assert torch.allclose(batched, per_module, rtol=1e-5)
