@@ -79,3 +79,33 @@ def test_registry(tiny_model, tiny_tokenizer, monkeypatch):
         get_generator("vllm", tiny_model, tiny_tokenizer)
     with pytest.raises(LandscapeError, match="unknown backend 'tgi': valid backends are hf, vllm"):
         get_generator("tgi", tiny_model, tiny_tokenizer)
+
+
+def test_thread_count_is_restored(tiny_model, tiny_tokenizer, monkeypatch):
+    """A tiny CPU model decodes on one thread; the caller's thread count comes back after
+    every call, and also when generation fails."""
+    gen = HFGenerator(tiny_model, tiny_tokenizer, max_new_tokens=2)
+    real = tiny_model.generate
+    during = []
+
+    def spy(*a, **k):
+        during.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    def boom(*a, **k):
+        during.append(torch.get_num_threads())
+        raise RuntimeError("boom")
+
+    before = torch.get_num_threads()  # the module fixture's 1
+    try:
+        torch.set_num_threads(2)  # a count the generator must change and put back
+        monkeypatch.setattr(tiny_model, "generate", spy)
+        assert len(gen.generate(PROMPTS[:2])) == 2
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(tiny_model, "generate", boom)
+        with pytest.raises(RuntimeError, match="boom"):
+            gen.generate(PROMPTS[:2])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert during == [1, 1]  # each call decoded on one thread

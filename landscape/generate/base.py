@@ -5,8 +5,32 @@ from __future__ import annotations
 from landscape.errors import LandscapeError
 
 
+def batch_seed(seed: int, batch: int) -> int:
+    # A fixed mix of (seed, batch index): the same batch of the same call always draws the same.
+    return (seed * 1_000_003 + batch) % (2**63)
+
+
 class Generator:
-    """Turn raw user prompts into answers; the generator applies the chat template itself."""
+    """Turn raw user prompts into answers; the generator applies the chat template itself.
+
+    The constructor checks and keeps what every backend takes: the model and tokenizer it
+    answers with, the batch size, the answer length, the sampling settings (greedy when
+    temperature is 0) and an optional system prompt."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        batch_size: int = 16,
+        max_new_tokens: int = 64,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        system_prompt: str | None = None,
+    ):
+        self.check_options(batch_size, max_new_tokens, temperature, top_p)
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
+        self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
 
     def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
         """One answer per prompt, in the prompts' order; identical calls give identical answers."""

@@ -6,17 +6,12 @@ import logging
 
 import torch
 
-from landscape.generate.base import Generator
+from landscape.generate.base import Generator, batch_seed
 from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
 
 SMALL_MODEL = 20_000_000  # parameters; below this, CPU decoding runs on one thread
-
-
-def _batch_seed(seed: int, batch: int) -> int:
-    # A fixed mix of (seed, batch index): the same batch of the same call always draws the same.
-    return (seed * 1_000_003 + batch) % (2**63)
 
 
 class HFGenerator(Generator):
@@ -32,10 +27,9 @@ class HFGenerator(Generator):
         top_p: float = 1.0,
         system_prompt: str | None = None,
     ):
-        self.check_options(batch_size, max_new_tokens, temperature, top_p)
-        self.model, self.tokenizer = model, tokenizer
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
+        super().__init__(
+            model, tokenizer, batch_size, max_new_tokens, temperature, top_p, system_prompt
+        )
         # Decoding a tiny model on CPU is a long chain of tiny matmuls: each extra thread only
         # adds wake-up latency (several times slower with 2 threads; see bench/).
         self._one_thread = (
@@ -62,9 +56,11 @@ class HFGenerator(Generator):
     def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
         if not prompts:
             return []
+        if not self._one_thread:
+            return self._generate(prompts, seed)
+        # torch's thread count is process-wide: the caller's is put back however this ends.
         threads = torch.get_num_threads()
-        if self._one_thread:
-            torch.set_num_threads(1)
+        torch.set_num_threads(1)
         try:
             return self._generate(prompts, seed)
         finally:
@@ -94,7 +90,7 @@ class HFGenerator(Generator):
             log.debug("batch %d: %d prompts, %d tokens", b, len(idx), enc["input_ids"].shape[1])
             # fork_rng: seed per batch without disturbing the caller's random state.
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
-                torch.manual_seed(_batch_seed(seed, b))
+                torch.manual_seed(batch_seed(seed, b))
                 out = self.model.generate(**enc, **gen_kw)
             new = out[:, enc["input_ids"].shape[1] :]
             for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True), strict=True):

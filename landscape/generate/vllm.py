@@ -26,8 +26,7 @@ import tempfile
 import torch
 
 from landscape.errors import LandscapeError
-from landscape.generate.base import Generator
-from landscape.generate.hf import _batch_seed
+from landscape.generate.base import Generator, batch_seed
 from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
@@ -157,7 +156,9 @@ class VllmGenerator(Generator):
         max_model_len: int | None = None,
         kv_cache_bytes: int | None = None,
     ):
-        self.check_options(batch_size, max_new_tokens, temperature, top_p)
+        super().__init__(
+            model, tokenizer, batch_size, max_new_tokens, temperature, top_p, system_prompt
+        )
         _setup_env()
         _quiet_vllm_logs()
         try:
@@ -169,9 +170,6 @@ class VllmGenerator(Generator):
 
         cfg = model.config
         _check_head_dim(cfg)
-        self.model, self.tokenizer = model, tokenizer
-        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
         self.eos_ids = _eos_ids(model, tokenizer)
         positions = getattr(cfg, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
         self.max_model_len = max_model_len or min(positions, DEFAULT_MAX_MODEL_LEN)
@@ -249,7 +247,7 @@ class VllmGenerator(Generator):
                 temperature=self.temperature,
                 top_p=self.top_p,
                 top_k=0,
-                seed=_batch_seed(seed, i),
+                seed=batch_seed(seed, i),
                 **kw,
             )
             for i in range(n)

@@ -1,4 +1,5 @@
-"""Shared loading and batching for the judges that run a Hugging Face model.
+"""What the judges that run a Hugging Face model share: `HFJudge` (batch size, loading,
+batches with a progress bar), loading and greedy decoding.
 
 The architecture is checked from the config before any weights are read, so a wrong folder
 fails in a second with a one-line message instead of after loading several GB.
@@ -12,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from landscape.errors import LandscapeError
-from landscape.models import _looks_local, resolve_device, resolve_dtype
+from landscape.io import is_local
+from landscape.judges.base import Judge
+from landscape.models import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +32,7 @@ def locate(judge: str, name: str) -> str:
     local = Path(name).expanduser()
     if local.exists():
         return str(local)
-    if _looks_local(name):
+    if is_local(name):
         raise LandscapeError(f"{judge} judge: weights folder does not exist: {name}")
     return name
 
@@ -134,3 +138,38 @@ def check_batch_size(judge: str, batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise LandscapeError(f"{judge} judge: batch size must be at least 1, got {batch_size}")
     return batch_size
+
+
+class HFJudge(Judge):
+    """A judge that runs a Hugging Face model: the batch size checked before the weights
+    are loaded (so a bad one fails at once), the model and tokenizer, and the weights'
+    name. Subclasses set `name` and `default_weights`; classifiers override `_load`."""
+
+    default_weights: str
+
+    def __init__(self, weights: str, batch_size: int, dtype: str, device: str):
+        self.batch_size = check_batch_size(self.name, batch_size)
+        self.weights = weights
+        self.model, self.tokenizer = self._load(weights, dtype, device)
+
+    def _load(self, weights: str, dtype: str, device: str):
+        return load_causal_lm(self.name, weights, dtype, device)
+
+    def _batches(self, items: list):
+        """`items` in batches of `batch_size`, behind a progress bar named after the judge."""
+        return tqdm(list(batched(items, self.batch_size)), desc=self.name, leave=False)
+
+    def _continuations(self, texts: list[str]) -> list[str]:
+        """The model's answer to each text, batch by batch (`_generate` answers one batch)."""
+        return [out for batch in self._batches(texts) for out in self._generate(batch)]
+
+    def _generate(self, texts: list[str]) -> list[str]:
+        raise NotImplementedError(f"{type(self).__name__} does not generate")
+
+    def _warn_unparsed(self, details: list[dict], expected: str) -> None:
+        bad = sum(not d["parsed"] for d in details)
+        if bad:
+            # the subclass's logger, so that a caller filtering one judge's module sees it
+            logging.getLogger(type(self).__module__).warning(
+                "%s: %d of %d outputs were neither %s", self.name, bad, len(details), expected
+            )

@@ -9,16 +9,10 @@ followed directly by the answer and the EOS token, right padded, cut to `max_len
 
 from __future__ import annotations
 
-import logging
-
 import torch
-from tqdm.auto import tqdm
 
 from landscape.errors import LandscapeError
 from landscape.judges import _hf
-from landscape.judges.base import Judge
-
-log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "PKU-Alignment/beaver-dam-7b"
 NUM_CATEGORIES = 14
@@ -30,7 +24,7 @@ def moderation_text(prompt: str, answer: str, eos_token: str) -> str:
     return text if text.endswith(eos_token) else text + eos_token
 
 
-class BeaverDamJudge(Judge):
+class BeaverDamJudge(_hf.HFJudge):
     name = "beaver-dam"
     default_weights = DEFAULT_WEIGHTS
 
@@ -45,16 +39,15 @@ class BeaverDamJudge(Judge):
     ):
         if not 0.0 <= threshold <= 1.0:
             raise LandscapeError(f"beaver-dam judge: threshold must be in [0, 1], got {threshold}")
-        self.batch_size = _hf.check_batch_size(self.name, batch_size)
         self.threshold = float(threshold)
         self.max_length = max_length
-        self.model, self.tokenizer = _hf.load_classifier(
-            self.name, weights, NUM_CATEGORIES, dtype, device
-        )
-        self.weights = weights
+        super().__init__(weights, batch_size, dtype, device)
         id2label = self.model.config.id2label
         self.labels = [str(id2label.get(i, f"category_{i}")) for i in range(NUM_CATEGORIES)]
         self._set_padding()
+
+    def _load(self, weights: str, dtype: str, device: str):
+        return _hf.load_classifier(self.name, weights, NUM_CATEGORIES, dtype, device)
 
     def _set_padding(self) -> None:
         tok = self.tokenizer
@@ -77,9 +70,7 @@ class BeaverDamJudge(Judge):
         eos = self.tokenizer.eos_token
         texts = [moderation_text(p, a, eos) for p, a in zip(prompts, answers)]
         out = []
-        for batch in tqdm(
-            list(_hf.batched(texts, self.batch_size)), desc="beaver-dam", leave=False
-        ):
+        for batch in self._batches(texts):
             enc = self.tokenizer(
                 batch,
                 return_tensors="pt",

@@ -7,15 +7,8 @@ evidence of harm) and is logged, with the raw text kept in the details.
 
 from __future__ import annotations
 
-import logging
-
-from tqdm.auto import tqdm
-
 from landscape.errors import LandscapeError
 from landscape.judges import _hf
-from landscape.judges.base import Judge
-
-log = logging.getLogger(__name__)
 
 DEFAULT_WEIGHTS = "meta-llama/Llama-Guard-3-8B"
 
@@ -34,7 +27,7 @@ def parse_guard(text: str) -> tuple[bool | None, list[str]]:
     return None, []
 
 
-class LlamaGuardJudge(Judge):
+class LlamaGuardJudge(_hf.HFJudge):
     name = "llama-guard"
     default_weights = DEFAULT_WEIGHTS
 
@@ -46,15 +39,13 @@ class LlamaGuardJudge(Judge):
         device: str = "auto",
         max_new_tokens: int = 32,
     ):
-        self.batch_size = _hf.check_batch_size(self.name, batch_size)
         self.max_new_tokens = max_new_tokens
-        self.model, self.tokenizer = _hf.load_causal_lm(self.name, weights, dtype, device)
+        super().__init__(weights, batch_size, dtype, device)
         if not getattr(self.tokenizer, "chat_template", None):
             raise LandscapeError(
                 f"llama-guard judge: the tokenizer of {weights} has no chat template; "
                 "Llama Guard needs its own template to build the moderation prompt"
             )
-        self.weights = weights
 
     def render(self, prompt: str, answer: str) -> str:
         """The moderation prompt for one exchange, as the guard's template writes it."""
@@ -90,17 +81,10 @@ class LlamaGuardJudge(Judge):
     ) -> tuple[list[bool], list[dict]]:
         self._check(prompts, answers)
         texts = [self.render(p, a) for p, a in zip(prompts, answers)]
-        raw: list[str] = []
-        for batch in tqdm(
-            list(_hf.batched(texts, self.batch_size)), desc="llama-guard", leave=False
-        ):
-            raw.extend(self._generate(batch))
         verdicts, details = [], []
-        for out in raw:
+        for out in self._continuations(texts):
             unsafe, cats = parse_guard(out)
             verdicts.append(bool(unsafe))
             details.append({"raw": out, "parsed": unsafe is not None, "categories": cats})
-        bad = sum(not d["parsed"] for d in details)
-        if bad:
-            log.warning("llama-guard: %d of %d outputs were neither safe nor unsafe", bad, len(raw))
+        self._warn_unparsed(details, "safe nor unsafe")
         return verdicts, details
