@@ -9,9 +9,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from helpers import make_tiny_model, pair_delta
 
-from landscape.toy.tokenizer import train_tokenizer, vocab_rows
+from landscape.toy.tokenizer import train_tokenizer
+
+# Test files import make_tiny_model from here too.
+__all__ = ["make_tiny_model"]
 
 # Tiny models: one thread is several times faster on CPU (thread wake-up dominates tiny matmuls).
 torch.set_num_threads(1)
@@ -30,27 +33,6 @@ def tiny_tokenizer():
     return train_tokenizer(CORPUS, vocab_size=300)
 
 
-def make_tiny_model(tokenizer, seed: int = 0, layers: int = 2, dtype=torch.float32):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_rows(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(cfg).to(dtype)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.eval()
-    return model
-
-
 @pytest.fixture
 def tiny_model(tiny_tokenizer):
     return make_tiny_model(tiny_tokenizer)
@@ -64,8 +46,7 @@ def tiny_pair_dir(tmp_path, tiny_tokenizer):
     with torch.no_grad():
         for name, p in aligned.named_parameters():
             if p.ndim == 2 and ".layers." in name:
-                g = torch.Generator().manual_seed(hash(name) % 2**31)
-                p.add_(0.01 * torch.randn(p.shape, generator=g))
+                p.add_(pair_delta(name, p.shape))
     paths = {}
     for tag, m in (("base", base), ("aligned", aligned)):
         d = tmp_path / tag

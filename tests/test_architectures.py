@@ -7,6 +7,7 @@ import re
 
 import pytest
 import torch
+from helpers import tiny_config
 from transformers import (
     Gemma2Config,
     Gemma2ForCausalLM,
@@ -22,7 +23,6 @@ from landscape import directions as D
 from landscape import scope
 from landscape.models import load_model
 from landscape.perturb import hold, perturbed, snapshot
-from landscape.toy.tokenizer import vocab_rows
 
 LAYERS = 2
 PROJ = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -37,19 +37,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def _build(arch, tokenizer):
     config_cls, model_cls, extra = ARCHS[arch]
-    cfg = config_cls(
-        vocab_size=vocab_rows(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        **extra,
-    )
+    cfg = tiny_config(tokenizer, config_cls, layers=LAYERS, positions=128, **extra)
     torch.manual_seed(0)
     return model_cls(cfg)
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_tiny_model
+from helpers import make_tiny_model, tiny_config
 from hypothesis import given
 from hypothesis import strategies as st
-from transformers import LlamaConfig, LlamaForSequenceClassification
+from transformers import LlamaForSequenceClassification
 
 from landscape.errors import LandscapeError
 from landscape.judges import JUDGES, MODEL_JUDGES, Judge, agreement, get_judge, get_judges
@@ -28,7 +28,6 @@ from landscape.judges.harmbench import (
 from landscape.judges.keyword import REFUSAL_KEYWORDS, KeywordJudge
 from landscape.judges.llama_guard import LlamaGuardJudge, parse_guard
 from landscape.metrics import cohen_kappa
-from landscape.toy.tokenizer import vocab_rows
 
 SHARED_LIST = (
     Path(__file__).resolve().parents[2]
@@ -198,17 +197,9 @@ def _save(model, tokenizer, path: Path) -> str:
 
 def _tiny_classifier(tokenizer, num_labels: int = NUM_CATEGORIES, seed: int = 0):
     torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_rows(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+    cfg = tiny_config(
+        tokenizer,
+        positions=512,
         num_labels=num_labels,
         problem_type="multi_label_classification",
         id2label={i: f"harm_{i}" for i in range(num_labels)},

@@ -11,13 +11,12 @@ import importlib.util
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from helpers import make_tiny_model
 
 from landscape import directions as D
 from landscape import scope
 from landscape.generate.hf import HFGenerator
 from landscape.perturb import perturbed, snapshot
-from landscape.toy.tokenizer import vocab_rows
 
 PROMPTS = [
     "How do I bake bread?",
@@ -39,24 +38,8 @@ def vllm_generator():
 
 
 def _model(tokenizer, seed: int = 0):
-    """conftest's tiny Llama with 32-wide attention heads, the smallest vLLM's CPU kernels take."""
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=vocab_rows(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    return model
+    """The tests' tiny Llama with 32-wide attention heads, the smallest vLLM's CPU kernels take."""
+    return make_tiny_model(tokenizer, seed, hidden=64, intermediate=128, heads=2, kv_heads=1)
 
 
 def _compare_along(model, tok, vllm_cls, directions, points, prompts, max_new_tokens):

@@ -44,19 +44,33 @@ def _root(seed: int) -> Path:
     return cache_dir() / f"toy-{VERSION}-seed{seed}"
 
 
-def _model_config(tokenizer) -> LlamaConfig:
-    return LlamaConfig(
+def model_config(
+    tokenizer,
+    config_cls=LlamaConfig,
+    *,
+    hidden: int = 128,
+    intermediate: int = 384,
+    layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 4,
+    positions: int = 256,
+    **extra,
+):
+    """A decoder config sized for a tokenizer trained here: its vocabulary rows (see
+    `vocab_rows`) and special tokens, the toy pair's shape by default. Any transformers
+    config class with Llama's field names works; `extra` goes to it as it is."""
+    return config_cls(
         vocab_size=vocab_rows(tokenizer),
-        hidden_size=128,
-        intermediate_size=384,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=256,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=positions,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+        **extra,
     )
 
 
@@ -171,7 +185,7 @@ def build_pair(out: Path, seed: int = 0) -> dict:
     w = data.world(seed)
     rng = random.Random(seed)
     tokenizer = train_tokenizer(data.corpus(seed), vocab_size=1024)
-    model = LlamaForCausalLM(_model_config(tokenizer))
+    model = LlamaForCausalLM(model_config(tokenizer, tie_word_embeddings=False))
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     train(model, tokenizer, base_examples(w, rng), BASE_CFG)
     _save(model, tokenizer, out / "base")

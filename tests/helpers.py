@@ -1,0 +1,42 @@
+"""What several test files build: tiny model configs and models, and the known weight delta
+of conftest's saved pair. Import as `from helpers import ...` (pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import zlib
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from landscape.toy.build import model_config
+
+# The tests' default shape: 2 layers, 4 query heads of 8 sharing 2 KV heads.
+TINY = {"hidden": 32, "intermediate": 64, "layers": 2, "heads": 4, "kv_heads": 2}
+
+
+def tiny_config(tokenizer, config_cls=LlamaConfig, **over):
+    """A config for `tokenizer` in the tests' tiny shape; `over` changes the shape (the
+    `model_config` names: hidden, intermediate, layers, heads, kv_heads, positions) or adds
+    config fields."""
+    return model_config(tokenizer, config_cls, **{**TINY, **over})
+
+
+def make_tiny_model(tokenizer, seed: int = 0, layers: int = 2, dtype=torch.float32, **over):
+    """A random tiny Llama in eval mode, the same for the same seed."""
+    torch.manual_seed(seed)
+    cfg = tiny_config(tokenizer, layers=layers, tie_word_embeddings=False, **over)
+    model = LlamaForCausalLM(cfg).to(dtype)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.eval()
+    return model
+
+
+def seed_of(name: str) -> int:
+    """A seed from a name that is the same in every process (Python's hash() is salted)."""
+    return zlib.crc32(name.encode("utf-8"))
+
+
+def pair_delta(name: str, shape) -> torch.Tensor:
+    """The aligned-minus-base delta that conftest's `tiny_pair_dir` adds to parameter `name`."""
+    g = torch.Generator().manual_seed(seed_of(name))
+    return 0.01 * torch.randn(shape, generator=g)
