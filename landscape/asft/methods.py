@@ -103,4 +103,5 @@ def anchor_direction(kind: str, cfg, model, names: list[str]):
         flag="--harmful",
         seed=0,
         on_world=cfg.on_world,
+        exact=False,  # a saved direction over more weights than --target-modules serves
     )

@@ -94,11 +94,14 @@ def build(
     seed: int = 0,
     samples: int | None = None,
     on_world: bool = True,
+    exact: bool = True,
 ) -> Direction:
     """The direction `name` over `names` of `model` (the aligned model), raw (not
     normalised). `aligned` loads `base_path`; `random` uses `seed` unless the name carries
-    one; `harmful`/`benign` read `source` (see `finetune_source`). Checked against `model`:
-    a direction that covers other parameters than `names` is refused."""
+    one; `harmful`/`benign` read `source` (see `finetune_source`). Checked against `model`;
+    with `exact`, a direction that covers other parameters than `names` is refused (a grid
+    perturbs exactly its scope; AsFT pairs a saved direction's tensors with its modules by
+    name, so a direction over more weights serves it)."""
     k = parse_kind(name)
     if k.kind == "aligned":
         from landscape.models import check_pair, load_model
@@ -113,6 +116,6 @@ def build(
     path = finetune_source(k.kind, source, flag, seed, samples, on_world)
     d = from_source(path, model, names, kind=k.kind)
     d.check(model)
-    if d.names != list(names):
+    if exact and d.names != list(names):
         raise LandscapeError(f"the {k.kind} direction ({path}) covers other parameters than the scope")
     return d
