@@ -1,0 +1,153 @@
+"""EPL per (grid run, direction), recomputed from points.jsonl (paper Table 7 layout).
+
+The numbers come from `landscape.metrics.landscape_summary`, the rule the grid's own
+summary.json is written with, so a table and a summary can only disagree when the run's
+records were changed after the fact; that is logged as a warning, not hidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.runs import as_list, grid_config, is_grid_run, read_points, read_summary
+from landscape import metrics
+from landscape.errors import LandscapeError
+
+log = logging.getLogger(__name__)
+
+
+def _model_label(config: dict) -> str:
+    aligned = config.get("aligned")
+    if not aligned:
+        return "toy"
+    return Path(str(aligned).rstrip("/")).name or str(aligned)
+
+
+def _both_censored(e: dict) -> bool:
+    if e["neg"] < e["pos"]:
+        return bool(e["neg_censored"])
+    if e["pos"] < e["neg"]:
+        return bool(e["pos_censored"])
+    return bool(e["neg_censored"] and e["pos_censored"])
+
+
+def _read(run: Path) -> tuple[dict, list[dict]]:
+    if not run.is_dir():
+        raise LandscapeError(f"not a folder: {run}")
+    if not is_grid_run(run):
+        raise LandscapeError(f"{run} is not a grid run folder (config.json + points.jsonl)")
+    config = grid_config(run)
+    if config.get("shard"):
+        raise LandscapeError(
+            f"{run} is shard {config['shard']} of a grid: its points are not whole lines through "
+            "the origin; join the shards first with `python -m landscape.grid merge`"
+        )
+    points = read_points(run)
+    if not points:
+        raise LandscapeError(f"{run} has no finished points (points.jsonl is empty)")
+    return config, points
+
+
+def _values(run: Path, dirs: list, points: list[dict], judge: str | None) -> dict:
+    """Coordinates -> ASR (the run's first judge, or `judge`); points without answers skipped."""
+    values: dict[tuple[float, ...], float] = {}
+    for p in points:
+        coords = p.get("coords")
+        if not isinstance(coords, list) or len(coords) != len(dirs):
+            raise LandscapeError(f"{run}: a point's coords do not match dirs {dirs}")
+        if judge is None:
+            v = p.get("asr")
+        else:
+            if judge not in (p.get("judges") or {}):
+                raise LandscapeError(f"{run}: no ASR for judge {judge!r} in points.jsonl")
+            v = p["judges"][judge]
+        if v is None or not math.isfinite(float(v)):
+            continue  # a point with no answers carries no ASR
+        values[tuple(float(c) for c in coords)] = float(v)
+    if not values:
+        raise LandscapeError(f"{run} has no finished points with an ASR")
+    return values
+
+
+def _disagrees(recorded: dict | None, e: dict) -> bool:
+    return bool(recorded) and any(
+        not math.isclose(recorded.get(k, np.nan), e[k], abs_tol=1e-9)
+        for k in ("neg", "pos", "both")
+    )
+
+
+def _run_rows(run: Path, judge: str | None) -> list[dict]:
+    config, points = _read(run)
+    dirs = config["dirs"]
+    values = _values(run, dirs, points, judge)
+    # VISAGE averages over evenly spaced points; an adaptive search's are not
+    got = metrics.landscape_summary(
+        values, dirs, tau=config.get("tau"), visage_too=not config.get("epl_search")
+    )
+    tau, asr0 = got["tau"], got["asr_origin"]
+    recorded = read_summary(run).get("epl") or {}
+    base = {
+        "run": run.name,
+        "model": _model_label(config),
+        "norm": config.get("norm"),
+        "judge": judge or str(config.get("judge") or "").split(",")[0] or None,
+        "tau": np.nan if tau is None else float(tau),
+        "asr_origin": np.nan if asr0 is None else asr0,
+    }
+    rows = []
+    for name in dirs:
+        row = {
+            **base,
+            "direction": name,
+            "epl_neg": np.nan,
+            "epl_neg_censored": None,
+            "epl_pos": np.nan,
+            "epl_pos_censored": None,
+            "epl_both": np.nan,
+            "epl_both_censored": None,
+            "visage": got.get("visage", np.nan) if len(dirs) == 1 else np.nan,
+        }
+        e = got["epl"].get(name)
+        if e is None:
+            log.warning("%s: the origin was not evaluated: no EPL along %s", run, name)
+        else:
+            row.update(
+                epl_neg=e["neg"],
+                epl_neg_censored=bool(e["neg_censored"]),
+                epl_pos=e["pos"],
+                epl_pos_censored=bool(e["pos_censored"]),
+                epl_both=e["both"],
+                epl_both_censored=_both_censored(e),
+            )
+            if judge is None and _disagrees(recorded.get(name), e):
+                log.warning("%s: summary.json's EPL along %s differs from points.jsonl", run, name)
+        rows.append(row)
+    return rows
+
+
+COLUMNS = (
+    "run", "model", "direction", "norm", "judge", "tau", "asr_origin",
+    "epl_neg", "epl_neg_censored", "epl_pos", "epl_pos_censored",
+    "epl_both", "epl_both_censored", "visage",
+)  # fmt: skip
+
+
+def epl_table(runs, judge: str | None = None) -> pd.DataFrame:
+    """One row per (grid run, direction): model (the aligned model's folder or HF name, or
+    "toy"), direction, norm, judge, τ, ASR at the origin, EPL on the negative side, the
+    positive side and both (= the smaller) with their censored flags (True: the basin reaches
+    the end of the range, the EPL is at least that), and VISAGE (1-D runs; NaN for 2-D).
+
+    Everything is recomputed from `points.jsonl` with `landscape.metrics.landscape_summary`,
+    as the grid's summary is: τ is the config's `tau`, else ASR at the origin + 0.10; the
+    curve along a direction is the points whose other coordinate is 0. `judge` picks another
+    judge's ASR from the points' `judges` (τ then follows that judge's ASR at the origin)."""
+    rows = [r for run in as_list(runs) for r in _run_rows(Path(run), judge)]
+    if not rows:
+        raise LandscapeError("epl_table needs at least one run folder")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
