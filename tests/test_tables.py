@@ -192,6 +192,21 @@ def test_hsfa_table_by_hand(comparison):
     assert toy.loc["sft", "HS avg"] == pytest.approx(50.0)
 
 
+def test_table2_is_one_layout_in_compare_and_in_tables(comparison):
+    """compare's table.md and analysis.tables give Table 2 the same columns, rows and cells."""
+    from landscape.asft.compare import format_table
+
+    df = T.hsfa_table(comparison)
+    res = pd.read_csv(comparison / "results.csv").to_dict("records")
+    before = json.loads((comparison / "before.json").read_text())
+    md = format_table({"before": before, "rows": res, "ratios": [0.05, 0.1]}).splitlines()
+    assert [c.strip() for c in md[0].strip("|").split("|")] == df.columns.tolist()
+    body = [[c.strip() for c in line.strip("|").split("|")] for line in md[2:]]
+    assert [r[0] for r in body] == df["method"].tolist()
+    for r, (_, row) in zip(body, df.iterrows()):
+        assert [float(x) for x in r[1:]] == pytest.approx(row.iloc[1:].tolist(), abs=0.05)
+
+
 def test_hsfa_missing_ratio_gives_nan_average(comparison, tmp_path):
     res = pd.read_csv(comparison / "results.csv")
     res.iloc[:3].to_csv(comparison / "results.csv", index=False)  # asft[flat] lacks p=0.1

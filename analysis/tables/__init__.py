@@ -18,8 +18,9 @@ from analysis.tables.build import FLOAT_FORMATS, build_tables, classify
 from analysis.tables.cli import main, parse_args
 from analysis.tables.cosine import cosine_layer_table, cosine_table, samples_layout
 from analysis.tables.epl import epl_table
-from analysis.tables.hsfa import BEFORE_LABEL, hsfa_table
+from analysis.tables.hsfa import hsfa_table
 from analysis.tables.render import to_latex, to_markdown, write
+from landscape.asft.table import BEFORE_LABEL
 
 __all__ = [
     "BEFORE_LABEL",

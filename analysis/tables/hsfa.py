@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from analysis.runs import as_list, read_comparison
+from landscape.asft.table import table2_rows
 from landscape.errors import LandscapeError
-
-BEFORE_LABEL = "aligned (before)"
-
-
-def _ratio(p: float) -> str:
-    return f"{p:g}"
 
 
 def _check(folder: Path, before: dict, res: pd.DataFrame, hs_column: str) -> None:
@@ -32,48 +26,22 @@ def _check(folder: Path, before: dict, res: pd.DataFrame, hs_column: str) -> Non
         raise LandscapeError(f"{folder}/results.csv has two rows for {m} at p={p}")
 
 
-def _comparison_rows(folder: Path, hs_column: str) -> tuple[list[float], list[dict]]:
-    """The folder's poison ratios, and one row per method: ratio -> (HS, FA) as fractions."""
-    before, res = read_comparison(folder)
-    _check(folder, before, res, hs_column)
-    ratios = sorted(float(p) for p in res["p"].unique())
-    rows = [
-        {
-            "method": BEFORE_LABEL,
-            **{p: (float(before[hs_column]), float(before["fa"])) for p in ratios},
-        }
-    ]
-    for method in dict.fromkeys(res["method"]):  # first-seen order, as compare wrote them
-        sub = res[res["method"] == method]
-        rows.append(
-            {
-                "method": str(method),
-                **{float(r["p"]): (float(r[hs_column]), float(r["fa"])) for _, r in sub.iterrows()},
-            }
-        )
-    return ratios, rows
-
-
 def hsfa_table(compare_dirs, hs_column: str = "hs") -> pd.DataFrame:
-    """Rows = methods ("aligned (before)" first, the model before fine-tuning, repeated under
-    every ratio), columns `HS p=…` for each poison ratio, `HS avg`, then `FA p=…`, `FA avg`
-    (the paper's Table 2 order), values in %. An average over a method missing a ratio is NaN.
-    With several folders a `comparison` column (the folder name) comes first and each folder
-    gets its own before row. `hs_column="hs_toy"` reports the toy judge's harmful score."""
+    """The paper's Table 2 (landscape.asft.table: its one definition) for each comparison
+    folder. With several folders a `comparison` column (the folder name) comes first, each
+    folder gets its own before row, and all share the union of their ratios.
+    `hs_column="hs_toy"` reports the toy judge's harmful score."""
     folders = [Path(f) for f in as_list(compare_dirs)]
     if not folders:
         raise LandscapeError("hsfa_table needs at least one comparison folder")
-    parts = [_comparison_rows(f, hs_column) for f in folders]
-    ratios = sorted({p for rs, _ in parts for p in rs})
+    parts = []
+    for folder in folders:
+        before, res = read_comparison(folder)
+        _check(folder, before, res, hs_column)
+        parts.append((folder, before, res.to_dict("records")))
+    ratios = sorted({float(r["p"]) for _, _, recs in parts for r in recs})
     out = []
-    for folder, (_, rows) in zip(folders, parts):
-        for r in rows:
-            row = {"comparison": folder.name} if len(folders) > 1 else {}
-            row["method"] = r["method"]
-            for i, metric in enumerate(("HS", "FA")):
-                vals = [100.0 * r[p][i] if p in r else np.nan for p in ratios]
-                for p, v in zip(ratios, vals):
-                    row[f"{metric} p={_ratio(p)}"] = v
-                row[f"{metric} avg"] = float(np.mean(vals))  # NaN if a ratio is missing
-            out.append(row)
+    for folder, before, recs in parts:
+        for row in table2_rows(before, recs, ratios, hs_column):
+            out.append({"comparison": folder.name, **row} if len(folders) > 1 else row)
     return pd.DataFrame(out)

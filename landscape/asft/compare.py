@@ -16,6 +16,7 @@ from landscape.asft.config import LATER, AsftConfig, check_run_folder, stored_co
 from landscape.asft.evaluate import evaluate, hs_key, load_judges
 from landscape.asft.finetune import finetune, training_data
 from landscape.asft.methods import alt_variant, anchor_direction, target_names
+from landscape.asft.table import rows_markdown, table2_rows
 from landscape.io import atomic_write, read_json, write_json
 from landscape.models import load_model
 
@@ -183,25 +184,9 @@ def compare(
 
 
 def format_table(table: dict) -> str:
-    """Markdown in the layout of the paper's Table 2: HS and FA (%) per poison ratio, averages."""
-    ratios = table["ratios"]
-    head = (
-        "| method | " + " | ".join(f"HS p={p} | FA p={p}" for p in ratios) + " | HS avg | FA avg |"
-    )
-    lines = [head, "|" + "---|" * (2 * len(ratios) + 3)]
-    b = table["before"]
-    lines.append(
-        "| aligned (before) | "
-        + " | ".join(f"{100 * b['hs']:.1f} | {100 * b['fa']:.1f}" for _ in ratios)
-        + f" | {100 * b['hs']:.1f} | {100 * b['fa']:.1f} |"
-    )
-    methods = list(dict.fromkeys(r["method"] for r in table["rows"]))
-    for m in methods:
-        by_p = {r["p"]: r for r in table["rows"] if r["method"] == m}
-        cells = [f"{100 * by_p[p]['hs']:.1f} | {100 * by_p[p]['fa']:.1f}" for p in ratios]
-        hs = sum(by_p[p]["hs"] for p in ratios) / len(ratios)
-        fa = sum(by_p[p]["fa"] for p in ratios) / len(ratios)
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {100 * hs:.1f} | {100 * fa:.1f} |")
+    """Markdown in the layout of the paper's Table 2 (landscape.asft.table), then the
+    diagnostics of the harmful update against each penalty variant."""
+    lines = [rows_markdown(table2_rows(table["before"], table["rows"], table["ratios"]))]
     d = table.get("diagnostics")
     if d:
         lines += [
