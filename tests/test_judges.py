@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import sys
@@ -105,6 +106,14 @@ def test_registry(monkeypatch):
         get_judges("keyword,keyword")
     with pytest.raises(LandscapeError, match="no judge given"):
         get_judges(" ")
+
+
+def test_model_judges_default_weights_agree():
+    # the registry names the hub ids without importing the judges; they must be the judges' own
+    for name, hub_id in MODEL_JUDGES.items():
+        cls = JUDGES.get(name)
+        assert sys.modules[cls.__module__].DEFAULT_WEIGHTS == hub_id
+        assert inspect.signature(cls).parameters["weights"].default == hub_id
 
 
 def test_model_judge_names_checked_before_loading(monkeypatch):

@@ -143,9 +143,7 @@ def check_batch_size(judge: str, batch_size: int) -> int:
 class HFJudge(Judge):
     """A judge that runs a Hugging Face model: the batch size checked before the weights
     are loaded (so a bad one fails at once), the model and tokenizer, and the weights'
-    name. Subclasses set `name` and `default_weights`; classifiers override `_load`."""
-
-    default_weights: str
+    name. Subclasses set `name`; classifiers override `_load`."""
 
     def __init__(self, weights: str, batch_size: int, dtype: str, device: str):
         self.batch_size = check_batch_size(self.name, batch_size)

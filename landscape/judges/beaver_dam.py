@@ -26,7 +26,6 @@ def moderation_text(prompt: str, answer: str, eos_token: str) -> str:
 
 class BeaverDamJudge(_hf.HFJudge):
     name = "beaver-dam"
-    default_weights = DEFAULT_WEIGHTS
 
     def __init__(
         self,

@@ -83,7 +83,6 @@ def parse_yes_no(text: str) -> bool | None:
 
 class HarmBenchJudge(_hf.HFJudge):
     name = "harmbench"
-    default_weights = DEFAULT_WEIGHTS
 
     def __init__(
         self,

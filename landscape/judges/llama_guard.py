@@ -29,7 +29,6 @@ def parse_guard(text: str) -> tuple[bool | None, list[str]]:
 
 class LlamaGuardJudge(_hf.HFJudge):
     name = "llama-guard"
-    default_weights = DEFAULT_WEIGHTS
 
     def __init__(
         self,
