@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from landscape.judges.base import Judge
-from landscape.toy.data import COMPLY_PREFIX, REFUSALS, STEPS
+from landscape.toy.words import COMPLY_PREFIX, REFUSALS, STEPS
 
 _STEP_TEXTS = {s for steps in STEPS.values() for s in steps}
 _COMPLY = re.compile(
