@@ -25,24 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import (
-    RESULTS,
-    add_models,
-    add_point_sizes,
-    add_smollm2,
-    check_point_sizes,
-    head_lines,
-    in_fresh_process,
-    load_bench_model,
-    mean,
-    model_source,
-    parser,
-    point_plane,
-    rss_mib,
-    start,
-    table,
-    write_report,
-)
+import _common as common
 
 BACKENDS = ("hf", "vllm")
 
@@ -56,7 +39,7 @@ def bench_backend(backend: str, name: str, source: str, args: argparse.Namespace
 
     logging.basicConfig(level=logging.WARNING)
     t = time.perf_counter()
-    model, tok, prompts = load_bench_model(name, source, args, "cpu")
+    model, tok, prompts = common.load_bench_model(name, source, args, "cpu")
     load_s = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -69,7 +52,7 @@ def bench_backend(backend: str, name: str, source: str, args: argparse.Namespace
     gen.generate(prompts[:2])
     warmup_s = time.perf_counter() - t
 
-    names, dirs, coords = point_plane(model, args.points)
+    names, dirs, coords = common.point_plane(model, args.points)
     theta0 = snapshot(model, names)
     points = []
     for a, b in coords:
@@ -107,7 +90,7 @@ def bench_backend(backend: str, name: str, source: str, args: argparse.Namespace
         "setup_s": setup_s,
         "warmup_s": warmup_s,
         "points": points,
-        "rss_peak_mib": rss_mib(),
+        "rss_peak_mib": common.rss_mib(),
     }
 
 
@@ -142,7 +125,9 @@ def agreement(runs: list[dict]) -> dict[str, float]:
 def report(res: dict) -> str:
     m = res["machine"]
     lines = [
-        *head_lines("Generation throughput: HF vs vLLM", res, f", vllm {m.get('vllm') or '–'}"),
+        *common.head_lines(
+            "Generation throughput: HF vs vLLM", res, f", vllm {m.get('vllm') or '–'}"
+        ),
         "- each point: two layer-normalised random directions over scope `blocks`, weights "
         "perturbed in place, `sync()`, then greedy answers; answers/s counts generation only",
         "",
@@ -161,14 +146,14 @@ def report(res: dict) -> str:
                 len(pts),
                 f"{n / gen_s:.2f}",
                 f"{sum(p['answer_tokens'] for p in pts) / gen_s:.0f}",
-                f"{1000 * mean([p['sync_s'] for p in pts]):.0f}",
+                f"{1000 * common.mean([p['sync_s'] for p in pts]):.0f}",
                 f"{r['setup_s']:.1f}",
                 f"{r['rss_peak_mib']:.0f}",
             ]
         )
     header = ["model", "backend", "params", "prompts × max tokens", "points", "answers/s",
               "answer tokens/s", "sync ms/point", "engine setup s", "peak RSS MiB"]  # fmt: skip
-    lines += ["## Throughput (all points together)", "", *table(header, rows), ""]
+    lines += ["## Throughput (all points together)", "", *common.table(header, rows), ""]
     speed = {}
     for r in res["runs"]:
         pts = r["points"]
@@ -186,34 +171,34 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__)
-    add_models(p)
+    p = common.parser(__doc__)
+    common.add_models(p)
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     p.add_argument("--points", type=int, default=3, help="perturbed points timed per run")
-    add_point_sizes(p)
-    add_smollm2(p)
-    p.add_argument("--out", type=Path, default=RESULTS / "generation.md")
+    common.add_point_sizes(p)
+    common.add_smollm2(p)
+    p.add_argument("--out", type=Path, default=common.RESULTS / "generation.md")
     args = p.parse_args(argv)
-    check_point_sizes(p, args)
+    common.check_point_sizes(p, args)
     if "vllm" in args.backends and importlib.util.find_spec("vllm") is None:
         p.error("vLLM is not installed here: run this inside .venv-vllm (`bash .ci/vllm`)")
 
-    res = start("bench/generation.py", argv)
+    res = common.start("bench/generation.py", argv)
     res["machine"]["vllm"] = vllm_version()
     res["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     res.update(runs=[], skipped=[])
     # A fresh interpreter per run: vLLM's CPU backend binds threads and replaces
     # torch.set_num_threads process-wide, which must not reach the HF run.
     for name in dict.fromkeys(args.models):
-        source = model_source(name, args, res["skipped"])
+        source = common.model_source(name, args, res["skipped"])
         if source is None:
             continue
         for backend in dict.fromkeys(args.backends):
             print(f"{name}/{backend}: loading and timing {args.points} points ...", flush=True)
-            res["runs"].append(in_fresh_process(bench_backend, backend, name, source, args))
+            res["runs"].append(common.in_fresh_process(bench_backend, backend, name, source, args))
     res["agreement"] = agreement(res["runs"])
 
-    write_report(args.out, report(res), res)
+    common.write_report(args.out, report(res), res)
     return 0
 
 

@@ -23,26 +23,7 @@ import time
 from pathlib import Path
 from resource import RUSAGE_CHILDREN
 
-from _common import (
-    REPO,
-    RESULTS,
-    add_models,
-    add_point_sizes,
-    add_smollm2,
-    check_point_sizes,
-    cuda_sync,
-    head_lines,
-    in_fresh_process,
-    load_bench_model,
-    mean,
-    model_source,
-    parser,
-    point_plane,
-    rss_mib,
-    start,
-    table,
-    write_report,
-)
+import _common as common
 
 TARGET_SHARE = 0.02  # perturb+restore should stay under 2% of a point
 TARGET_OUTSIDE_GENERATION = 0.05  # of the default run's wall time
@@ -63,15 +44,15 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rss_start = rss_mib()
+    rss_start = common.rss_mib()
     t = time.perf_counter()
-    model, tok, prompts = load_bench_model(name, source, args, args.device)
+    model, tok, prompts = common.load_bench_model(name, source, args, args.device)
     load_s = time.perf_counter() - t
     device = next(model.parameters()).device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    names, dirs, coords = point_plane(model, args.points)
+    names, dirs, coords = common.point_plane(model, args.points)
     theta0 = snapshot(model, names)
     gen = HFGenerator(model, tok, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens)
     judge = KeywordJudge()
@@ -88,11 +69,11 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
     for a, b in coords:
         t0 = time.perf_counter()
         with perturbed(model, {dirs[0]: a, dirs[1]: b}, theta0=theta0):
-            cuda_sync(device)
+            common.cuda_sync(device)
             t1 = time.perf_counter()
             answers = gen.generate(prompts)
             t2 = time.perf_counter()
-        cuda_sync(device)
+        common.cuda_sync(device)
         t3 = time.perf_counter()
         unsafe = judge.judge(prompts, answers)
         t4 = time.perf_counter()
@@ -135,7 +116,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
         "warmup_s": warmup_s,
         "points": points,
         "rss_start_mib": rss_start,
-        "rss_peak_mib": rss_mib(),
+        "rss_peak_mib": common.rss_mib(),
         "cuda_peak_mib": torch.cuda.max_memory_allocated(device) / 2**20
         if device.type == "cuda"
         else None,
@@ -155,7 +136,9 @@ def default_run() -> dict:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "landscape.grid", "--dirs", "aligned", "harm"]
         t = time.perf_counter()
-        proc = subprocess.run([*cmd, "--out", str(out)], cwd=REPO, capture_output=True, text=True)
+        proc = subprocess.run(
+            [*cmd, "--out", str(out)], cwd=common.REPO, capture_output=True, text=True
+        )
         wall = time.perf_counter() - t
         if proc.returncode:
             sys.exit(f"the default run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -178,7 +161,7 @@ def default_run() -> dict:
         "setup_s": wall - timing["perturb"] - timing["generate"] - timing["judge"],
         "import_s": import_s,
         # the only child process waited for so far, so this peak is the run's own
-        "rss_peak_mib": rss_mib(RUSAGE_CHILDREN),
+        "rss_peak_mib": common.rss_mib(RUSAGE_CHILDREN),
         # the run folder is gone with the temporary directory
         "summary": [x for x in proc.stdout.strip().splitlines() if not x.startswith("run folder:")],
     }
@@ -189,7 +172,7 @@ def default_run() -> dict:
 
 def report(res: dict) -> str:
     lines = [
-        *head_lines("Grid point benchmark", res),
+        *common.head_lines("Grid point benchmark", res),
         f"- each point: two layer-normalised random directions over scope `blocks`; greedy "
         f"HFGenerator; KeywordJudge; target perturb+restore <= {100 * TARGET_SHARE:g}% of a point",
         "",
@@ -200,7 +183,7 @@ def report(res: dict) -> str:
         for r in models:
             pts = r["points"]
             pr = [p["perturb_s"] + p["restore_s"] for p in pts]
-            total = mean([p["total_s"] for p in pts])
+            total = common.mean([p["total_s"] for p in pts])
             # the target is on the run's share; one point can be hit by a stray scheduler hiccup
             share = sum(pr) / sum(p["total_s"] for p in pts)
             worst = max(p["share"] for p in pts)
@@ -212,9 +195,9 @@ def report(res: dict) -> str:
                     f"{r['params'] / 1e6:.2f}M / {r['perturbed_params'] / 1e6:.2f}M",
                     f"{r['prompts']} × {r['max_new_tokens']}",
                     len(pts),
-                    f"{1000 * mean(pr):.1f}",
-                    f"{mean([p['generate_s'] for p in pts]):.2f}",
-                    f"{1000 * mean([p['judge_s'] for p in pts]):.2f}",
+                    f"{1000 * common.mean(pr):.1f}",
+                    f"{common.mean([p['generate_s'] for p in pts]):.2f}",
+                    f"{1000 * common.mean([p['judge_s'] for p in pts]):.2f}",
                     f"{total:.2f}",
                     f"{100 * share:.2f}% (worst point {100 * worst:.2f}%)"
                     + (" ✓" if share <= TARGET_SHARE else " ✗"),
@@ -231,7 +214,7 @@ def report(res: dict) -> str:
         lines += [
             "## Per model (means over the points; share: all points together)",
             "",
-            *table(header, rows),
+            *common.table(header, rows),
             "",
         ]
         rows = [
@@ -250,7 +233,7 @@ def report(res: dict) -> str:
         ]
         header = ["model", "coefficients", "perturb ms", "restore ms", "generate s",
                   "judge ms", "perturb share", "ASR"]  # fmt: skip
-        lines += ["## Per point", "", *table(header, rows), ""]
+        lines += ["## Per point", "", *common.table(header, rows), ""]
         loads = ", ".join(f"{r['model']} {r['load_s']:.1f} s" for r in models)
         warm = ", ".join(f"{r['model']} {r['warmup_s']:.2f} s" for r in models)
         lines += [f"Load: {loads}. First generate on 2 prompts (warm-up, not timed): {warm}.", ""]
@@ -280,7 +263,7 @@ def report(res: dict) -> str:
             f"`{d['command']}` on the cached toy pair ({d['cache']}; "
             f"making sure it was cached took {d['prepare_s']:.1f} s, not counted):",
             "",
-            *table(header, [row]),
+            *common.table(header, [row]),
             "",
             "```",
             *d["summary"],
@@ -291,35 +274,35 @@ def report(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__)
-    add_models(p)
+    p = common.parser(__doc__)
+    common.add_models(p)
     p.add_argument("--points", type=int, default=5, help="grid points timed per model")
-    add_point_sizes(p)
+    common.add_point_sizes(p)
     p.add_argument("--device", default="auto")
     p.add_argument(
         "--threads",
         type=int,
         help="torch threads (default: torch's choice; 1 shows what thread wake-ups cost)",
     )
-    add_smollm2(p)
+    common.add_smollm2(p)
     p.add_argument("--default-run", action="store_true", help="also time the default grid command")
-    p.add_argument("--out", type=Path, default=RESULTS / "grid_point.md")
+    p.add_argument("--out", type=Path, default=common.RESULTS / "grid_point.md")
     args = p.parse_args(argv)
-    check_point_sizes(p, args)
+    common.check_point_sizes(p, args)
 
-    res = {**start("bench/grid_point.py", argv), "models": [], "skipped": []}
+    res = {**common.start("bench/grid_point.py", argv), "models": [], "skipped": []}
     if args.default_run:
         # before the model processes, so that RUSAGE_CHILDREN's peak is this run's alone
         print("timing the default grid run ...", flush=True)
         res["default_run"] = default_run()
     for name in dict.fromkeys(args.models):
-        source = model_source(name, args, res["skipped"])
+        source = common.model_source(name, args, res["skipped"])
         if source is None:
             continue
         print(f"{name}: loading and timing {args.points} points ...", flush=True)
-        res["models"].append(in_fresh_process(bench_model, name, source, args))
+        res["models"].append(common.in_fresh_process(bench_model, name, source, args))
 
-    write_report(args.out, report(res), res)
+    common.write_report(args.out, report(res), res)
     return 0
 
 

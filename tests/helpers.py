@@ -1,5 +1,5 @@
-"""What several test files build: tiny model configs and models, and the known weight delta
-of conftest's saved pair. Import as `from helpers import ...` (pytest puts tests/ on the path)."""
+"""What several test files build: tiny model configs and models, the known weight delta of
+conftest's saved pair, and prompts to generate from. Import as `from helpers import ...` (pytest puts tests/ on the path)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,16 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from landscape.toy.build import model_config
+
+# Prompts in the tiny tokenizer's words, of several lengths, so that batches need padding.
+PROMPTS = [
+    "How do I bake bread?",
+    "Tom has 3 apples and buys 4 more.",
+    "Hi",
+    "Step 1: gather tools. Step 2: follow the plan. Step 3: check the result.",
+    "Analyze the sentiment of the input",
+    "Sorry",
+]
 
 # The tests' default shape: 2 layers, 4 query heads of 8 sharing 2 KV heads.
 TINY = {"hidden": 32, "intermediate": 64, "layers": 2, "heads": 4, "kv_heads": 2}

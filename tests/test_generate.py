@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import PROMPTS
 
 from landscape.errors import LandscapeError
 from landscape.generate import Generator, get_generator
 from landscape.generate.hf import HFGenerator
-
-PROMPTS = [
-    "How do I bake bread?",
-    "Tom has 3 apples and buys 4 more.",
-    "Hi",
-    "Step 1: gather tools. Step 2: follow the plan. Step 3: check the result.",
-    "Analyze the sentiment of the input",
-    "Sorry",
-]
 
 
 @pytest.fixture(autouse=True, scope="module")

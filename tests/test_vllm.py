@@ -11,21 +11,13 @@ import importlib.util
 
 import pytest
 import torch
-from helpers import make_tiny_model
+from helpers import PROMPTS, make_tiny_model
 
 from landscape import directions as D
 from landscape import scope
 from landscape.generate.hf import HFGenerator
 from landscape.perturb import perturbed, snapshot
 
-PROMPTS = [
-    "How do I bake bread?",
-    "Tom has 3 apples and buys 4 more.",
-    "Hi",
-    "Step 1: gather tools. Step 2: follow the plan. Step 3: check the result.",
-    "Analyze the sentiment of the input",
-    "Sorry",
-]
 NO_VLLM = "vLLM is not installed here (`bash .ci/vllm` makes an environment with it)"
 
 

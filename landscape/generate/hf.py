@@ -17,19 +17,10 @@ SMALL_MODEL = 20_000_000  # parameters; below this, CPU decoding runs on one thr
 class HFGenerator(Generator):
     """Left-padded batches through `model.generate`; greedy when temperature is 0, else sampling."""
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        batch_size: int = 16,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        system_prompt: str | None = None,
-    ):
-        super().__init__(
-            model, tokenizer, batch_size, max_new_tokens, temperature, top_p, system_prompt
-        )
+    def __init__(self, model, tokenizer, **options):
+        """`options`: the Generator's (batch_size, max_new_tokens, temperature, top_p,
+        system_prompt)."""
+        super().__init__(model, tokenizer, **options)
         # Decoding a tiny model on CPU is a long chain of tiny matmuls: each extra thread only
         # adds wake-up latency (several times slower with 2 threads; see bench/).
         self._one_thread = (

@@ -148,17 +148,14 @@ class VllmGenerator(Generator):
         self,
         model,
         tokenizer,
-        batch_size: int = 16,
-        max_new_tokens: int = 64,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        system_prompt: str | None = None,
+        *,
         max_model_len: int | None = None,
         kv_cache_bytes: int | None = None,
+        **options,
     ):
-        super().__init__(
-            model, tokenizer, batch_size, max_new_tokens, temperature, top_p, system_prompt
-        )
+        """`options`: the Generator's (batch_size, max_new_tokens, temperature, top_p,
+        system_prompt)."""
+        super().__init__(model, tokenizer, **options)
         _setup_env()
         _quiet_vllm_logs()
         try:
@@ -173,22 +170,14 @@ class VllmGenerator(Generator):
         self.eos_ids = _eos_ids(model, tokenizer)
         positions = getattr(cfg, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
         self.max_model_len = max_model_len or min(positions, DEFAULT_MAX_MODEL_LEN)
-        if self.max_model_len <= max_new_tokens:
+        if self.max_model_len <= self.max_new_tokens:
             raise LandscapeError(
-                f"max new tokens ({max_new_tokens}) leave no room for a prompt in the model's "
+                f"max new tokens ({self.max_new_tokens}) leave no room for a prompt in the model's "
                 f"{self.max_model_len}-token context"
             )
         dtype = next(model.parameters()).dtype
         if kv_cache_bytes is None:
-            per_token = (
-                2
-                * cfg.num_hidden_layers
-                * getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
-                * _head_dim(cfg)
-                * dtype.itemsize
-            )
-            tokens = max(self.max_model_len, batch_size * (KV_PROMPT_TOKENS + max_new_tokens))
-            kv_cache_bytes = max(per_token * tokens, 32 << 20)
+            kv_cache_bytes = self._default_kv_cache_bytes(cfg, dtype)
 
         # Only the config goes to disk: the engine builds the model from it with placeholder
         # weights, and the first sync() loads the real ones from memory.
@@ -216,11 +205,24 @@ class VllmGenerator(Generator):
                 generation_config="vllm",  # no defaults from the folder: sampling is set here
                 enforce_eager=True,
                 max_model_len=self.max_model_len,
-                max_num_seqs=batch_size,
+                max_num_seqs=self.batch_size,
                 kv_cache_memory_bytes=int(kv_cache_bytes),
                 seed=0,
             )
         self.sync()
+
+    def _default_kv_cache_bytes(self, cfg, dtype) -> int:
+        """Room for `batch_size` sequences of KV_PROMPT_TOKENS prompt tokens plus the answer,
+        and at least for one full context (and 32 MiB)."""
+        per_token = (
+            2
+            * cfg.num_hidden_layers
+            * getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
+            * _head_dim(cfg)
+            * dtype.itemsize
+        )
+        tokens = max(self.max_model_len, self.batch_size * (KV_PROMPT_TOKENS + self.max_new_tokens))
+        return max(per_token * tokens, 32 << 20)
 
     def sync(self) -> None:
         """Load the model's current weights into the engine and drop every cached prefix."""

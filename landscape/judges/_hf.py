@@ -145,7 +145,9 @@ class HFJudge(Judge):
     are loaded (so a bad one fails at once), the model and tokenizer, and the weights'
     name. Subclasses set `name`; classifiers override `_load`."""
 
-    def __init__(self, weights: str, batch_size: int, dtype: str, device: str):
+    def __init__(
+        self, weights: str, batch_size: int = 8, dtype: str = "auto", device: str = "auto"
+    ):
         self.batch_size = check_batch_size(self.name, batch_size)
         self.weights = weights
         self.model, self.tokenizer = self._load(weights, dtype, device)

@@ -30,17 +30,17 @@ class BeaverDamJudge(_hf.HFJudge):
     def __init__(
         self,
         weights: str = DEFAULT_WEIGHTS,
-        batch_size: int = 8,
-        dtype: str = "auto",
-        device: str = "auto",
+        *,
         threshold: float = 0.5,
         max_length: int = 256,
+        **options,
     ):
+        """`options`: HFJudge's batch_size, dtype and device."""
         if not 0.0 <= threshold <= 1.0:
             raise LandscapeError(f"beaver-dam judge: threshold must be in [0, 1], got {threshold}")
         self.threshold = float(threshold)
         self.max_length = max_length
-        super().__init__(weights, batch_size, dtype, device)
+        super().__init__(weights, **options)
         id2label = self.model.config.id2label
         self.labels = [str(id2label.get(i, f"category_{i}")) for i in range(NUM_CATEGORIES)]
         self._set_padding()

@@ -85,15 +85,11 @@ class HarmBenchJudge(_hf.HFJudge):
     name = "harmbench"
 
     def __init__(
-        self,
-        weights: str = DEFAULT_WEIGHTS,
-        batch_size: int = 8,
-        dtype: str = "auto",
-        device: str = "auto",
-        max_generation_tokens: int = 512,
+        self, weights: str = DEFAULT_WEIGHTS, *, max_generation_tokens: int = 512, **options
     ):
+        """`options`: HFJudge's batch_size, dtype and device."""
         self.max_generation_tokens = max_generation_tokens
-        super().__init__(weights, batch_size, dtype, device)
+        super().__init__(weights, **options)
 
     def clip(self, generation: str) -> str:
         """The generation cut to its first max_generation_tokens tokens, as HarmBench's

@@ -30,16 +30,10 @@ def parse_guard(text: str) -> tuple[bool | None, list[str]]:
 class LlamaGuardJudge(_hf.HFJudge):
     name = "llama-guard"
 
-    def __init__(
-        self,
-        weights: str = DEFAULT_WEIGHTS,
-        batch_size: int = 8,
-        dtype: str = "auto",
-        device: str = "auto",
-        max_new_tokens: int = 32,
-    ):
+    def __init__(self, weights: str = DEFAULT_WEIGHTS, *, max_new_tokens: int = 32, **options):
+        """`options`: HFJudge's batch_size, dtype and device."""
         self.max_new_tokens = max_new_tokens
-        super().__init__(weights, batch_size, dtype, device)
+        super().__init__(weights, **options)
         if not getattr(self.tokenizer, "chat_template", None):
             raise LandscapeError(
                 f"llama-guard judge: the tokenizer of {weights} has no chat template; "
