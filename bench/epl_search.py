@@ -116,6 +116,37 @@ def _bracket(b) -> str:
     return f"({b[0]:.4g}, {b[1]:.4g}]" if b[1] is not None else f"≥ {b[0]:.4g}"
 
 
+def _replay_section(replays: list[dict], shuffles: int) -> list[str]:
+    """The table of the search replayed on the dense runs' verdicts."""
+    header = ["direction", "interval", "EPL = dense", "within 1 step", "generations (mean)",
+              "vs dense (mean)", "vs dense (worst)"]  # fmt: skip
+    rows = [
+        [
+            p["dense"]["direction"],
+            label,
+            f"{r['exact']:.1%}",
+            f"{r['within_one_step']:.1%}",
+            f"{r['generations_mean']:.0f}",
+            f"{r['share_mean']:.1%}",
+            f"{r['share_max']:.1%}",
+        ]
+        for p in replays
+        for label, r in p["replay"].items()
+    ]
+    return [
+        "",
+        f"## Replays over {shuffles} prompt shuffles",
+        "",
+        "The search replayed on the dense run's recorded verdicts (no model time), once per "
+        "prompt shuffle (search_epl's `seed`; the runs above use seed 0), with Wilson "
+        "intervals of three widths (`--epl-confidence`; 95% by default). An early call at a point "
+        "whose ASR is close to τ can go the other way than all prompts would: this shows "
+        "how often that moves the EPL, and what a wider interval costs.",
+        "",
+        *table(header, rows),
+    ]
+
+
 def report(res: dict) -> str:
     step = res["grid_step"]
     lines = [
@@ -172,33 +203,7 @@ def report(res: dict) -> str:
         lines.append(f"- {s['direction']}: {path}")
     replays = [p for p in res["pairs"] if p.get("replay")]
     if replays:
-        header = ["direction", "interval", "EPL = dense", "within 1 step", "generations (mean)",
-                  "vs dense (mean)", "vs dense (worst)"]  # fmt: skip
-        rows = [
-            [
-                p["dense"]["direction"],
-                label,
-                f"{r['exact']:.1%}",
-                f"{r['within_one_step']:.1%}",
-                f"{r['generations_mean']:.0f}",
-                f"{r['share_mean']:.1%}",
-                f"{r['share_max']:.1%}",
-            ]
-            for p in replays
-            for label, r in p["replay"].items()
-        ]
-        lines += [
-            "",
-            f"## Replays over {res['replays']} prompt shuffles",
-            "",
-            "The search replayed on the dense run's recorded verdicts (no model time), once per "
-            "prompt shuffle (search_epl's `seed`; the runs above use seed 0), with Wilson "
-            "intervals of three widths (`--epl-confidence`; 95% by default). An early call at a point "
-            "whose ASR is close to τ can go the other way than all prompts would: this shows "
-            "how often that moves the EPL, and what a wider interval costs.",
-            "",
-            *table(header, rows),
-        ]
+        lines += _replay_section(replays, res["replays"])
     return "\n".join(lines) + "\n"
 
 

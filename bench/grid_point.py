@@ -31,6 +31,41 @@ TARGET_DEFAULT_RUN_S = 180
 GRID_POINTS = 121  # the default 11 x 11 grid, for the projection
 
 
+def time_point(name, model, gen, judge, prompts, dirs, coords, theta0) -> dict:
+    """One grid point, timed phase by phase: perturb, generate, restore, judge."""
+    from landscape.perturb import perturbed
+
+    a, b = coords
+    device = next(model.parameters()).device
+    t0 = time.perf_counter()
+    with perturbed(model, {dirs[0]: a, dirs[1]: b}, theta0=theta0):
+        common.cuda_sync(device)
+        t1 = time.perf_counter()
+        answers = gen.generate(prompts)
+        t2 = time.perf_counter()
+    common.cuda_sync(device)
+    t3 = time.perf_counter()
+    unsafe = judge.judge(prompts, answers)
+    t4 = time.perf_counter()
+    p = {
+        "coords": [round(float(a), 6), round(float(b), 6)],
+        "perturb_s": t1 - t0,
+        "restore_s": t3 - t2,
+        "generate_s": t2 - t1,
+        "judge_s": t4 - t3,
+        "total_s": t4 - t0,
+        "asr": sum(unsafe) / len(unsafe),
+        "example": answers[0],  # to tell refusals from garbage at a glance
+    }
+    p["share"] = (p["perturb_s"] + p["restore_s"]) / p["total_s"]
+    print(
+        f"  {name} point ({a:+.3f}, {b:+.3f}): {p['total_s']:.2f} s, "
+        f"perturb+restore {100 * p['share']:.2f}%",
+        flush=True,
+    )
+    return p
+
+
 def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
     """Runs in a fresh process: load the model and time `args.points` grid points."""
     import logging
@@ -39,7 +74,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
 
     from landscape.generate.hf import SMALL_MODEL, HFGenerator
     from landscape.judges.keyword import KeywordJudge
-    from landscape.perturb import perturbed, snapshot
+    from landscape.perturb import snapshot
 
     logging.basicConfig(level=logging.WARNING)
     if args.threads:
@@ -65,35 +100,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace) -> dict:
     gen.generate(prompts[:2])
     warmup_s = time.perf_counter() - t
 
-    points = []
-    for a, b in coords:
-        t0 = time.perf_counter()
-        with perturbed(model, {dirs[0]: a, dirs[1]: b}, theta0=theta0):
-            common.cuda_sync(device)
-            t1 = time.perf_counter()
-            answers = gen.generate(prompts)
-            t2 = time.perf_counter()
-        common.cuda_sync(device)
-        t3 = time.perf_counter()
-        unsafe = judge.judge(prompts, answers)
-        t4 = time.perf_counter()
-        p = {
-            "coords": [round(float(a), 6), round(float(b), 6)],
-            "perturb_s": t1 - t0,
-            "restore_s": t3 - t2,
-            "generate_s": t2 - t1,
-            "judge_s": t4 - t3,
-            "total_s": t4 - t0,
-            "asr": sum(unsafe) / len(unsafe),
-            "example": answers[0],  # to tell refusals from garbage at a glance
-        }
-        p["share"] = (p["perturb_s"] + p["restore_s"]) / p["total_s"]
-        points.append(p)
-        print(
-            f"  {name} point ({a:+.3f}, {b:+.3f}): {p['total_s']:.2f} s, "
-            f"perturb+restore {100 * p['share']:.2f}%",
-            flush=True,
-        )
+    points = [time_point(name, model, gen, judge, prompts, dirs, c, theta0) for c in coords]
 
     return {
         "model": name,
@@ -177,100 +184,110 @@ def report(res: dict) -> str:
         f"HFGenerator; KeywordJudge; target perturb+restore <= {100 * TARGET_SHARE:g}% of a point",
         "",
     ]
-    models = res["models"]
-    if models:
-        rows = []
-        for r in models:
-            pts = r["points"]
-            pr = [p["perturb_s"] + p["restore_s"] for p in pts]
-            total = common.mean([p["total_s"] for p in pts])
-            # the target is on the run's share; one point can be hit by a stray scheduler hiccup
-            share = sum(pr) / sum(p["total_s"] for p in pts)
-            worst = max(p["share"] for p in pts)
-            cuda = f"{r['cuda_peak_mib']:.0f}" if r["cuda_peak_mib"] is not None else "–"
-            rows.append(
-                [
-                    r["model"],
-                    f"{r['device']} ({r['torch_threads']} thr, gen {r['generate_threads']})",
-                    f"{r['params'] / 1e6:.2f}M / {r['perturbed_params'] / 1e6:.2f}M",
-                    f"{r['prompts']} × {r['max_new_tokens']}",
-                    len(pts),
-                    f"{1000 * common.mean(pr):.1f}",
-                    f"{common.mean([p['generate_s'] for p in pts]):.2f}",
-                    f"{1000 * common.mean([p['judge_s'] for p in pts]):.2f}",
-                    f"{total:.2f}",
-                    f"{100 * share:.2f}% (worst point {100 * worst:.2f}%)"
-                    + (" ✓" if share <= TARGET_SHARE else " ✗"),
-                    f"{r['rss_peak_mib']:.0f}",
-                    cuda,
-                    f"{GRID_POINTS * total / 60:.1f}",
-                ]
-            )
-        header = [
-            "model", "device", "params / perturbed", "prompts × tokens", "points",
-            "perturb+restore ms", "generate s", "judge ms", "point s", "perturb share",
-            "peak RSS MiB", "CUDA peak MiB", "11×11 grid min (est.)",
-        ]  # fmt: skip
-        lines += [
-            "## Per model (means over the points; share: all points together)",
-            "",
-            *common.table(header, rows),
-            "",
-        ]
-        rows = [
-            [
-                r["model"],
-                f"({p['coords'][0]:+.3f}, {p['coords'][1]:+.3f})",
-                f"{1000 * p['perturb_s']:.1f}",
-                f"{1000 * p['restore_s']:.1f}",
-                f"{p['generate_s']:.3f}",
-                f"{1000 * p['judge_s']:.2f}",
-                f"{100 * p['share']:.2f}%",
-                f"{p['asr']:.2f}",
-            ]
-            for r in models
-            for p in r["points"]
-        ]
-        header = ["model", "coefficients", "perturb ms", "restore ms", "generate s",
-                  "judge ms", "perturb share", "ASR"]  # fmt: skip
-        lines += ["## Per point", "", *common.table(header, rows), ""]
-        loads = ", ".join(f"{r['model']} {r['load_s']:.1f} s" for r in models)
-        warm = ", ".join(f"{r['model']} {r['warmup_s']:.2f} s" for r in models)
-        lines += [f"Load: {loads}. First generate on 2 prompts (warm-up, not timed): {warm}.", ""]
+    if res["models"]:
+        lines += _model_sections(res["models"])
     for note in res["skipped"]:
         lines += [f"**Skipped:** {note}", ""]
-    d = res.get("default_run")
-    if d:
-        t = d["timing"]
-        share = t["perturb"] / (t["perturb"] + t["generate"] + t["judge"])
-        # everything but generation, over the whole process: imports, loading, directions,
-        # perturbing, judging, writing, the summary and the figure
-        outside = (d["wall_s"] - t["generate"]) / d["wall_s"]
-        ours = (d["wall_s"] - t["generate"] - d["import_s"]) / d["wall_s"]
-        header = ["wall s", "points", "s per point", "perturb s", "generate s", "judge s",
-                  "setup s", "of it: python + torch/transformers import s",
-                  "perturb+restore share", "outside generation", "outside generation and import",
-                  "peak RSS MiB", f"<= {TARGET_DEFAULT_RUN_S} s"]  # fmt: skip
-        ok = lambda x: "✓" if x <= TARGET_OUTSIDE_GENERATION else "✗"  # noqa: E731
-        row = [f"{d['wall_s']:.1f}", t["points"], f"{d['wall_s'] / t['points']:.3f}",
-               f"{t['perturb']:.2f}", f"{t['generate']:.1f}", f"{t['judge']:.2f}",
-               f"{d['setup_s']:.1f}", f"{d['import_s']:.1f}", f"{100 * share:.2f}%",
-               f"{100 * outside:.1f}% {ok(outside)}", f"{100 * ours:.1f}% {ok(ours)}",
-               f"{d['rss_peak_mib']:.0f}", "✓" if d["wall_s"] <= TARGET_DEFAULT_RUN_S else "✗"]  # fmt: skip
-        lines += [
-            "## Default run",
-            "",
-            f"`{d['command']}` on the cached toy pair ({d['cache']}; "
-            f"making sure it was cached took {d['prepare_s']:.1f} s, not counted):",
-            "",
-            *common.table(header, [row]),
-            "",
-            "```",
-            *d["summary"],
-            "```",
-            "",
-        ]
+    if res.get("default_run"):
+        lines += _default_run_section(res["default_run"])
     return "\n".join(lines)
+
+
+def _model_sections(models: list[dict]) -> list[str]:
+    """The per-model and per-point tables and the load times."""
+    lines = []
+    rows = []
+    for r in models:
+        pts = r["points"]
+        pr = [p["perturb_s"] + p["restore_s"] for p in pts]
+        total = common.mean([p["total_s"] for p in pts])
+        # the target is on the run's share; one point can be hit by a stray scheduler hiccup
+        share = sum(pr) / sum(p["total_s"] for p in pts)
+        worst = max(p["share"] for p in pts)
+        cuda = f"{r['cuda_peak_mib']:.0f}" if r["cuda_peak_mib"] is not None else "–"
+        rows.append(
+            [
+                r["model"],
+                f"{r['device']} ({r['torch_threads']} thr, gen {r['generate_threads']})",
+                f"{r['params'] / 1e6:.2f}M / {r['perturbed_params'] / 1e6:.2f}M",
+                f"{r['prompts']} × {r['max_new_tokens']}",
+                len(pts),
+                f"{1000 * common.mean(pr):.1f}",
+                f"{common.mean([p['generate_s'] for p in pts]):.2f}",
+                f"{1000 * common.mean([p['judge_s'] for p in pts]):.2f}",
+                f"{total:.2f}",
+                f"{100 * share:.2f}% (worst point {100 * worst:.2f}%)"
+                + (" ✓" if share <= TARGET_SHARE else " ✗"),
+                f"{r['rss_peak_mib']:.0f}",
+                cuda,
+                f"{GRID_POINTS * total / 60:.1f}",
+            ]
+        )
+    header = [
+        "model", "device", "params / perturbed", "prompts × tokens", "points",
+        "perturb+restore ms", "generate s", "judge ms", "point s", "perturb share",
+        "peak RSS MiB", "CUDA peak MiB", "11×11 grid min (est.)",
+    ]  # fmt: skip
+    lines += [
+        "## Per model (means over the points; share: all points together)",
+        "",
+        *common.table(header, rows),
+        "",
+    ]
+    rows = [
+        [
+            r["model"],
+            f"({p['coords'][0]:+.3f}, {p['coords'][1]:+.3f})",
+            f"{1000 * p['perturb_s']:.1f}",
+            f"{1000 * p['restore_s']:.1f}",
+            f"{p['generate_s']:.3f}",
+            f"{1000 * p['judge_s']:.2f}",
+            f"{100 * p['share']:.2f}%",
+            f"{p['asr']:.2f}",
+        ]
+        for r in models
+        for p in r["points"]
+    ]
+    header = ["model", "coefficients", "perturb ms", "restore ms", "generate s",
+              "judge ms", "perturb share", "ASR"]  # fmt: skip
+    lines += ["## Per point", "", *common.table(header, rows), ""]
+    loads = ", ".join(f"{r['model']} {r['load_s']:.1f} s" for r in models)
+    warm = ", ".join(f"{r['model']} {r['warmup_s']:.2f} s" for r in models)
+    lines += [f"Load: {loads}. First generate on 2 prompts (warm-up, not timed): {warm}.", ""]
+    return lines
+
+
+def _default_run_section(d: dict) -> list[str]:
+    """The default grid command's table and summary."""
+    t = d["timing"]
+    share = t["perturb"] / (t["perturb"] + t["generate"] + t["judge"])
+    # everything but generation, over the whole process: imports, loading, directions,
+    # perturbing, judging, writing, the summary and the figure
+    outside = (d["wall_s"] - t["generate"]) / d["wall_s"]
+    ours = (d["wall_s"] - t["generate"] - d["import_s"]) / d["wall_s"]
+    header = ["wall s", "points", "s per point", "perturb s", "generate s", "judge s",
+              "setup s", "of it: python + torch/transformers import s",
+              "perturb+restore share", "outside generation", "outside generation and import",
+              "peak RSS MiB", f"<= {TARGET_DEFAULT_RUN_S} s"]  # fmt: skip
+    ok = lambda x: "✓" if x <= TARGET_OUTSIDE_GENERATION else "✗"  # noqa: E731
+    row = [f"{d['wall_s']:.1f}", t["points"], f"{d['wall_s'] / t['points']:.3f}",
+           f"{t['perturb']:.2f}", f"{t['generate']:.1f}", f"{t['judge']:.2f}",
+           f"{d['setup_s']:.1f}", f"{d['import_s']:.1f}", f"{100 * share:.2f}%",
+           f"{100 * outside:.1f}% {ok(outside)}", f"{100 * ours:.1f}% {ok(ours)}",
+           f"{d['rss_peak_mib']:.0f}", "✓" if d["wall_s"] <= TARGET_DEFAULT_RUN_S else "✗"]  # fmt: skip
+    return [
+        "## Default run",
+        "",
+        f"`{d['command']}` on the cached toy pair ({d['cache']}; "
+        f"making sure it was cached took {d['prepare_s']:.1f} s, not counted):",
+        "",
+        *common.table(header, [row]),
+        "",
+        "```",
+        *d["summary"],
+        "```",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

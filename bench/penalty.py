@@ -278,6 +278,30 @@ def _step_model(name: str, smollm2: str | None):
     return model, tok, d, what, str(gguf)
 
 
+def interleaved_times(kinds: dict, repeats: int, name: str) -> dict[str, list[float]]:
+    """Seconds of each `kinds[k]()` over `repeats` rounds after STEP_WARMUP untimed ones.
+    Each round times every kind once in a rotated order: drift in the machine's load then
+    falls on all kinds alike, not on whichever ran last. Kind "a" is reported per round."""
+    keys = list(kinds)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    for rnd in range(STEP_WARMUP + repeats):
+        k0 = rnd % len(keys)
+        for k in keys[k0:] + keys[:k0]:
+            t0 = time.perf_counter()
+            kinds[k]()
+            dt = time.perf_counter() - t0
+            if rnd >= STEP_WARMUP:
+                times[k].append(dt)
+        if rnd >= STEP_WARMUP:
+            print(
+                f"  {name} round {rnd - STEP_WARMUP + 1}/{repeats}: "
+                f"task step {1e3 * times['a'][-1]:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+    return times
+
+
 def bench_lora_step(name: str, args: argparse.Namespace) -> dict | str:
     """Time (a) a LoRA training step, (b) the same with the penalty per variant, (c) the
     penalty's forward and backward alone, on CPU (threads: set by the caller)."""
@@ -334,42 +358,15 @@ def bench_lora_step(name: str, args: argparse.Namespace) -> dict | str:
     for spec, pen in pens.items():
         kinds[f"b {spec}"] = lambda pen=pen: train_step(pen)
         kinds[f"c {spec}"] = lambda pen=pen: penalty_only(pen)
-    keys = list(kinds)
-    times: dict[str, list[float]] = {k: [] for k in keys}
     torch.manual_seed(0)
-    # Rounds, each timing every kind once in a rotated order: drift in the machine's load
-    # then falls on all kinds alike, not on whichever ran last.
-    for rnd in range(STEP_WARMUP + args.repeats):
-        k0 = rnd % len(keys)
-        for k in keys[k0:] + keys[:k0]:
-            t0 = time.perf_counter()
-            kinds[k]()
-            dt = time.perf_counter() - t0
-            if rnd >= STEP_WARMUP:
-                times[k].append(dt)
-        if rnd >= STEP_WARMUP:
-            print(
-                f"  {name} round {rnd - STEP_WARMUP + 1}/{args.repeats}: "
-                f"task step {1e3 * times['a'][-1]:.0f} ms",
-                file=sys.stderr,
-                flush=True,
-            )
+    times = interleaved_times(kinds, args.repeats, name)
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = []
     for spec, pen in pens.items():
         a, b, c = med["a"], med[f"b {spec}"], med[f"c {spec}"]
-        rows.append(
-            {
-                "variant": spec,
-                "setup_s": setup[spec],
-                "resident_bytes": pen.nbytes,
-                "a_s": a,
-                "b_s": b,
-                "c_s": c,
-                "share_diff": (b - a) / b,
-                "share_pen": c / b,
-            }
-        )
+        row = {"variant": spec, "setup_s": setup[spec], "resident_bytes": pen.nbytes}
+        row.update(a_s=a, b_s=b, c_s=c, share_diff=(b - a) / b, share_pen=c / b)
+        rows.append(row)
     return {
         "model": name,
         "source": source,
