@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 
 from landscape.cli import Parser
+from landscape.io import read_json
 from landscape.toy.build import format_metrics, toy_pair
 
 
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rebuild", action="store_true", help="build again even if cached")
     a = p.parse_args(argv)
     pair = toy_pair(a.seed, rebuild=a.rebuild)  # a fresh build logs its numbers itself
-    print(format_metrics(json.loads(pair.metrics.read_text())))
+    print(format_metrics(read_json(pair.metrics)))
     print(f"base: {pair.base}\naligned: {pair.aligned}")
     return 0
 

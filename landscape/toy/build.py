@@ -7,7 +7,6 @@ an interrupted build leaves nothing half-made behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -20,6 +19,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from landscape.io import read_json, write_json
 from landscape.toy import data
 from landscape.toy.tokenizer import train_tokenizer, vocab_rows
 from landscape.train import TrainConfig, train
@@ -198,7 +198,7 @@ def build_pair(out: Path, seed: int = 0) -> dict:
     metrics = {"base": base_metrics, "aligned": aligned_metrics, "seed": seed, "version": VERSION}
     metrics["targets"] = targets(metrics)
     metrics["build_seconds"] = time.perf_counter() - t0
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(out / "metrics.json", metrics)
     return metrics
 
 
@@ -229,7 +229,7 @@ def toy_pair(seed: int = 0, rebuild: bool = False) -> ToyPair:
         _build_atomically(pair_dir, lambda tmp: build_pair(tmp, seed))
         log.info(
             "toy pair built:\n%s",
-            format_metrics(json.loads((pair_dir / "metrics.json").read_text())),
+            format_metrics(read_json(pair_dir / "metrics.json")),
         )
     return ToyPair(pair_dir / "base", pair_dir / "aligned", pair_dir / "metrics.json")
 
