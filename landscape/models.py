@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from landscape.errors import LandscapeError
+from landscape.io import is_local
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +51,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype | None:
         raise LandscapeError(
             f"unknown dtype {dtype!r}: use one of {', '.join(_DTYPES)} or auto"
         ) from None
-
-
-def _looks_local(name: str) -> bool:
-    """A hub id is `name` or `org/name`; anything else that looks like a path is treated as one."""
-    p = Path(name).expanduser()
-    return (
-        p.is_absolute()
-        or name.startswith((".", "~"))
-        or name.count("/") > 1
-        or "\\" in name
-        or Path(name.split("/")[0]).exists()
-    )
 
 
 def _check_gguf(path: Path) -> None:
@@ -112,7 +101,7 @@ def load_model(
         name = str(local)
     if local.exists():
         name = str(local)
-    elif _looks_local(name):
+    elif is_local(name):
         raise LandscapeError(f"path does not exist: {name}")
     if gguf_file and local.exists():
         _check_gguf(local / gguf_file)
