@@ -76,7 +76,11 @@ def add_options(parser: argparse.ArgumentParser, cls: type, exclude: tuple[str, 
             elif default is not None and "type" not in kw:
                 kw["type"] = type(default)
             kw["default"] = default
-        if kw.get("help") and kw.get("default") not in (None, [], False) and "%(default)" not in kw["help"]:
+        if (
+            kw.get("help")
+            and kw.get("default") not in (None, [], False)
+            and "%(default)" not in kw["help"]
+        ):
             kw["help"] += " (default: %(default)s)"
         parser.add_argument(_flag(f), **kw)
 

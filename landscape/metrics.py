@@ -131,13 +131,18 @@ def visage(alphas: Sequence[float], asrs: Sequence[float]) -> float:
     return sum(100.0 - v for v in span) / len(span)
 
 
-def axis_curves(values: dict[tuple[float, ...], float], ndim: int) -> list[tuple[list[float], list[float]]]:
+def axis_curves(
+    values: dict[tuple[float, ...], float], ndim: int
+) -> list[tuple[list[float], list[float]]]:
     """For each axis of a grid, the (α, ASR) curve through the origin: the points whose other
     coordinates are 0, sorted by α. `values` maps coordinates to ASR."""
     curves = []
     for ax in range(ndim):
-        line = sorted((c[ax], v) for c, v in values.items()
-                      if all(c[d] == 0.0 for d in range(ndim) if d != ax))
+        line = sorted(
+            (c[ax], v)
+            for c, v in values.items()
+            if all(c[d] == 0.0 for d in range(ndim) if d != ax)
+        )
         curves.append(([a for a, _ in line], [v for _, v in line]))
     return curves
 
@@ -163,7 +168,9 @@ def cohen_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
 
 
 def landscape_summary(
-    values: dict[tuple[float, ...], float], dirs: Sequence[str], tau: float | None = None,
+    values: dict[tuple[float, ...], float],
+    dirs: Sequence[str],
+    tau: float | None = None,
     visage_too: bool = True,
 ) -> dict:
     """What a landscape's points say, the one rule for run summaries and tables alike:

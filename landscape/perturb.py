@@ -230,6 +230,74 @@ def _describe(coefficients: Mapping[Direction, float]) -> str:
     return ", ".join(f"{d.meta.get('kind', 'custom')}={c:g}" for d, c in coefficients.items())
 
 
+def _check_theta0(theta0: Mapping[str, torch.Tensor], names: list[str], params: dict) -> None:
+    for n in names:
+        t = theta0.get(n)
+        if t is None:
+            raise LandscapeError(
+                f"theta0 snapshot has no {n!r}: take it over the directions' names"
+            )
+        if t.shape != params[n].shape or t.dtype != params[n].dtype:
+            raise LandscapeError(
+                f"theta0 snapshot of {n!r} does not match the parameter's shape/dtype"
+            )
+
+
+class _Buffers:
+    """Per device: one fp32 buffer for the sum of non-fp32 parameters and one into which
+    streamed direction tensors are copied, each sized for the largest tensor and reused
+    tensor to tensor."""
+
+    def __init__(self, names: list[str], params: dict, active: list, host: list[bool]):
+        self.need: dict[tuple[str, torch.device], int] = {}
+        for n in names:
+            p = params[n]
+            if p.dtype != torch.float32:
+                self._want("sum", p)
+            if any(
+                h or d.tensors[n].device != p.device
+                for (d, _), h in zip(active, host)
+                if n in d.tensors
+            ):
+                self._want("stage", p)
+        self.buffers: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    def _want(self, kind: str, p: torch.Tensor) -> None:
+        key = (kind, p.device)
+        self.need[key] = max(self.need.get(key, 0), p.numel())
+
+    def __call__(self, kind: str, p: torch.Tensor) -> torch.Tensor:
+        key = (kind, p.device)
+        if key not in self.buffers:
+            self.buffers[key] = torch.empty(self.need[key], dtype=torch.float32, device=p.device)
+        return self.buffers[key][: p.numel()].view(p.shape)
+
+
+def _set_tensor(p, theta0_n, terms, theta0_host: bool, buffer: _Buffers) -> torch.Tensor:
+    """p ← θ0 + Σ c·t for one parameter; returns whether it came out finite (a 0-d bool
+    tensor on p's device, so that the check does not synchronise tensor by tensor)."""
+    if theta0_host:
+        # The parameter itself is θ0's landing place: one same-dtype copy from host memory
+        # (asynchronous when pinned), then any cast happens on the device.
+        p.copy_(theta0_n, non_blocking=True)
+        source = p
+    else:
+        source = theta0_n
+    w = p if p.dtype == torch.float32 else buffer("sum", p)
+    if w is not source:
+        w.copy_(source)
+    for t, c, h in terms:
+        if h or t.device != p.device:
+            # Same stream as the add: the buffer is not overwritten before use.
+            t = buffer("stage", p).copy_(t, non_blocking=True)
+        w.add_(t, alpha=c)
+    if w is not p:
+        p.copy_(w)
+    # checked after the cast (bf16/fp16 can overflow where fp32 did not); aminmax propagates
+    # NaN/inf and, unlike isfinite, allocates nothing
+    return torch.isfinite(torch.stack(torch.aminmax(p))).all()
+
+
 @contextmanager
 def perturbed(
     model: nn.Module,
@@ -248,40 +316,11 @@ def perturbed(
     if theta0 is None:
         theta0 = snapshot(model, names)
     else:
-        for n in names:
-            t = theta0.get(n)
-            if t is None:
-                raise LandscapeError(
-                    f"theta0 snapshot has no {n!r}: take it over the directions' names"
-                )
-            if t.shape != params[n].shape or t.dtype != params[n].dtype:
-                raise LandscapeError(
-                    f"theta0 snapshot of {n!r} does not match the parameter's shape/dtype"
-                )
+        _check_theta0(theta0, names, params)
     active = [(d, c) for d, c in coefficients.items() if c != 0.0]
     host = [isinstance(d.tensors, HostTensors) for d, _ in active]
     theta0_host = isinstance(theta0, HostTensors)
-    # Per device: one fp32 buffer for the sum of non-fp32 parameters and one into which
-    # streamed direction tensors are copied, each reused tensor to tensor.
-    need: dict[tuple[str, torch.device], int] = {}
-    for n in names:
-        p = params[n]
-        if p.dtype != torch.float32:
-            need[("sum", p.device)] = max(need.get(("sum", p.device), 0), p.numel())
-        if any(
-            h or d.tensors[n].device != p.device
-            for (d, _), h in zip(active, host)
-            if n in d.tensors
-        ):
-            need[("stage", p.device)] = max(need.get(("stage", p.device), 0), p.numel())
-    buffers: dict[tuple[str, torch.device], torch.Tensor] = {}
-
-    def buffer(kind: str, p: torch.Tensor) -> torch.Tensor:
-        key = (kind, p.device)
-        if key not in buffers:
-            buffers[key] = torch.empty(need[key], dtype=torch.float32, device=p.device)
-        return buffers[key][: p.numel()].view(p.shape)
-
+    buffer = _Buffers(names, params, active, host)
     try:
         with torch.no_grad():
             finite = []
@@ -295,26 +334,7 @@ def perturbed(
                     raise LandscapeError(
                         f"non-finite weights in {n!r} at coefficients ({_describe(coefficients)})"
                     )
-                if theta0_host:
-                    # The parameter itself is θ0's landing place: one same-dtype copy from
-                    # host memory (asynchronous when pinned), then any cast happens on the device.
-                    p.copy_(theta0[n], non_blocking=True)
-                    source = p
-                else:
-                    source = theta0[n]
-                w = p if p.dtype == torch.float32 else buffer("sum", p)
-                if w is not source:
-                    w.copy_(source)
-                for t, c, h in terms:
-                    if h or t.device != p.device:
-                        # Same stream as the add: the buffer is not overwritten before use.
-                        t = buffer("stage", p).copy_(t, non_blocking=True)
-                    w.add_(t, alpha=c)
-                if w is not p:
-                    p.copy_(w)
-                # checked after the cast (bf16/fp16 can overflow where fp32 did not);
-                # aminmax propagates NaN/inf and, unlike isfinite, allocates nothing
-                ok = torch.isfinite(torch.stack(torch.aminmax(p))).all()
+                ok = _set_tensor(p, theta0[n], terms, theta0_host, buffer)
                 finite.append(ok.to(finite[0].device) if finite else ok)
             if finite and not bool(torch.stack(finite).all()):
                 bad = next(n for n in names if not bool(torch.isfinite(params[n]).all()))

@@ -160,7 +160,9 @@ def train(
     )
 
     model.train()
-    bar = tqdm(range(start, total_micro), desc=cfg.desc, leave=False, initial=start, total=total_micro)
+    bar = tqdm(
+        range(start, total_micro), desc=cfg.desc, leave=False, initial=start, total=total_micro
+    )
     for micro in bar:
         if not order:
             order = list(range(len(data)))
@@ -178,7 +180,12 @@ def train(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step = (micro + 1) // cfg.grad_accum
-            if ckpt is not None and save_every and step % save_every == 0 and micro + 1 < total_micro:
+            if (
+                ckpt is not None
+                and save_every
+                and step % save_every == 0
+                and micro + 1 < total_micro
+            ):
                 _save_state(ckpt, model, opt, sched, micro + 1, rng, order, history, cfg)
         if micro % 10 == 0:
             bar.set_postfix(loss=f"{task.item():.3f}", pen=f"{pen.item():.3g}")

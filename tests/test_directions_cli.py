@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landscape import directions as D
-from landscape.directions.__main__ import main as directions_main
 from landscape import scope
+from landscape.directions.__main__ import main as directions_main
 from landscape.models import load_model
 from landscape.toy import build, data
 
@@ -20,7 +20,12 @@ from landscape.toy import build, data
 def test_cli_save_aligned_and_random_match_the_library(tiny_pair_dir, tmp_path, capsys):
     base, aligned = str(tiny_pair_dir["base"]), str(tiny_pair_dir["aligned"])
     out = tmp_path / "a.safetensors"
-    assert directions_main(["save", "aligned", "--base", base, "--aligned", aligned, "--out", str(out)]) == 0
+    assert (
+        directions_main(
+            ["save", "aligned", "--base", base, "--aligned", aligned, "--out", str(out)]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == str(out)
     got = D.Direction.load(out)
     m_al, _ = load_model(aligned, device="cpu")
@@ -31,7 +36,10 @@ def test_cli_save_aligned_and_random_match_the_library(tiny_pair_dir, tmp_path, 
     assert got.norm() > 0
 
     r = tmp_path / "r.safetensors"
-    assert directions_main(["save", "random:3", "--base", base, "--aligned", aligned, "--out", str(r)]) == 0
+    assert (
+        directions_main(["save", "random:3", "--base", base, "--aligned", aligned, "--out", str(r)])
+        == 0
+    )
     want_r = D.random(m_al, scope.select(m_al, "blocks"), seed=3)
     assert D.Direction.load(r).cosine(want_r) == pytest.approx(1.0)
 

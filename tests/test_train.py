@@ -67,10 +67,26 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_tokenizer, tmp_pa
 
     part = make_tiny_model(tiny_tokenizer, seed=0)
     with pytest.raises(KeyboardInterrupt):
-        train(part, tiny_tokenizer, EXAMPLES, cfg, penalty=dies_at_step_7, checkpoint=tmp_path, save_every=3)
+        train(
+            part,
+            tiny_tokenizer,
+            EXAMPLES,
+            cfg,
+            penalty=dies_at_step_7,
+            checkpoint=tmp_path,
+            save_every=3,
+        )
     assert (tmp_path / "state.pt").exists()
     fresh = make_tiny_model(tiny_tokenizer, seed=0)  # a new process: nothing kept in memory
-    h_part = train(fresh, tiny_tokenizer, EXAMPLES, cfg, penalty=lambda m: torch.zeros(()), checkpoint=tmp_path, save_every=3)
+    h_part = train(
+        fresh,
+        tiny_tokenizer,
+        EXAMPLES,
+        cfg,
+        penalty=lambda m: torch.zeros(()),
+        checkpoint=tmp_path,
+        save_every=3,
+    )
     assert h_part["loss"] == h_whole["loss"]
     for (n, p), q in zip(whole.named_parameters(), fresh.parameters()):
         assert torch.equal(p, q), n
@@ -80,6 +96,19 @@ def test_checkpoint_of_another_config_is_refused(tiny_tokenizer, tmp_path):
     from landscape.errors import LandscapeError
 
     m = make_tiny_model(tiny_tokenizer, seed=0)
-    train(m, tiny_tokenizer, EXAMPLES, TrainConfig(epochs=2, batch_size=4), checkpoint=tmp_path, save_every=1)
+    train(
+        m,
+        tiny_tokenizer,
+        EXAMPLES,
+        TrainConfig(epochs=2, batch_size=4),
+        checkpoint=tmp_path,
+        save_every=1,
+    )
     with pytest.raises(LandscapeError, match="another config"):
-        train(m, tiny_tokenizer, EXAMPLES, TrainConfig(epochs=2, batch_size=4, lr=0.5), checkpoint=tmp_path)
+        train(
+            m,
+            tiny_tokenizer,
+            EXAMPLES,
+            TrainConfig(epochs=2, batch_size=4, lr=0.5),
+            checkpoint=tmp_path,
+        )

@@ -34,8 +34,14 @@ def save_direction(a) -> Path:
     model, _ = load_model(aligned_path, dtype="float32", device="cpu")
     names = scope.select(model, a.scope)
     d = build(
-        a.kind, model, names, base_path=base_path, source=a.source, seed=a.seed,
-        samples=a.samples, on_world=on_world,
+        a.kind,
+        model,
+        names,
+        base_path=base_path,
+        source=a.source,
+        seed=a.seed,
+        samples=a.samples,
+        on_world=on_world,
     )
     if a.samples is not None:
         d.meta["samples"] = a.samples
@@ -59,7 +65,9 @@ def sample_directions(a) -> list[Path]:
     model, _ = load_model(aligned_path, dtype="float32", device="cpu")
     names = scope.select(model, a.scope)
     a.out.mkdir(parents=True, exist_ok=True)
-    written = [build("aligned", model, names, base_path=base_path).save(a.out / "aligned.safetensors")]
+    written = [
+        build("aligned", model, names, base_path=base_path).save(a.out / "aligned.safetensors")
+    ]
     for n in tqdm(a.samples, desc="harmful fine-tunes"):
         d = from_checkpoint(str(world.finetune("harmful", a.seed, n)), model, names, kind="harmful")
         d.meta["samples"] = n

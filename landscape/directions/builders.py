@@ -126,5 +126,3 @@ def from_checkpoint(
     )
     d.meta["scope"] = sc
     return d
-
-

@@ -338,5 +338,3 @@ class Direction:
         except Exception as e:  # safetensors raises several types for a corrupt file
             raise LandscapeError(f"cannot read direction file {path}: {e}") from None
         return cls(tensors, meta)
-
-

@@ -37,5 +37,3 @@ def cosine_per_layer(a: Direction, b: Direction) -> dict[str, float]:
         k: (s[0] / math.sqrt(s[1] * s[2]) if s[1] > 0 and s[2] > 0 else 0.0)
         for k, s in sorted(sums.items(), key=lambda kv: order(kv[0]))
     }
-
-

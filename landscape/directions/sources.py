@@ -66,7 +66,11 @@ def model_paths(base: str | None, aligned_model: str | None, seed: int = 0) -> t
 
 
 def finetune_source(
-    kind: str, source: str | None, flag: str, seed: int = 0, samples: int | None = None,
+    kind: str,
+    source: str | None,
+    flag: str,
+    seed: int = 0,
+    samples: int | None = None,
     on_world: bool = True,
 ) -> str:
     """The folder or file a harmful/benign direction is read from: `source`, or on the
@@ -117,5 +121,7 @@ def build(
     d = from_source(path, model, names, kind=k.kind)
     d.check(model)
     if exact and d.names != list(names):
-        raise LandscapeError(f"the {k.kind} direction ({path}) covers other parameters than the scope")
+        raise LandscapeError(
+            f"the {k.kind} direction ({path}) covers other parameters than the scope"
+        )
     return d
