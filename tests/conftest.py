@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,3 +64,35 @@ def toy_cache(tmp_path_factory):
     if not os.environ.get("LANDSCAPE_CACHE"):
         os.environ["LANDSCAPE_CACHE"] = str(tmp_path_factory.mktemp("landscape-cache"))
     return os.environ["LANDSCAPE_CACHE"]
+
+
+NO_VLLM = "vLLM is not installed here (`bash .ci/vllm` makes an environment with it)"
+
+
+@pytest.fixture(scope="module")
+def vllm_generator():
+    """The vLLM generator class; the test is skipped where vLLM is not installed."""
+    pytest.importorskip("vllm", reason=NO_VLLM)
+    from landscape.generate.vllm import VllmGenerator
+
+    return VllmGenerator
+
+
+# --- tiers: the folder a test lives in is its tier, selectable by marker -------------------
+TIERS = ("unit", "integration", "acceptance")
+
+
+def pytest_collection_modifyitems(config, items):
+    """unit/ (pure functions, no model), integration/ (tiny models, the CLIs), acceptance/
+    (the toy pair, SmolLM2, the notebook: slow, so also marked `slow`)."""
+    here = Path(__file__).parent
+    for item in items:
+        rel = Path(item.path).relative_to(here).parts
+        tier = rel[0] if len(rel) > 1 and rel[0] in TIERS else None
+        if tier is None:
+            raise pytest.UsageError(
+                f"{item.path}: tests live in tests/unit, integration or acceptance"
+            )
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier == "acceptance":
+            item.add_marker(pytest.mark.slow)

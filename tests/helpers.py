@@ -4,11 +4,16 @@ conftest's saved pair, and prompts to generate from. Import as `from helpers imp
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from landscape.toy.build import model_config
+
+# The repository, and the benchmark data that sits beside it (read in place, never copied).
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Prompts in the tiny tokenizer's words, of several lengths, so that batches need padding.
 PROMPTS = [
@@ -50,3 +55,35 @@ def pair_delta(name: str, shape) -> torch.Tensor:
     """The aligned-minus-base delta that conftest's `tiny_pair_dir` adds to parameter `name`."""
     g = torch.Generator().manual_seed(seed_of(name))
     return 0.01 * torch.randn(shape, generator=g)
+
+
+def vllm_sized_model(tokenizer, seed: int = 0):
+    """The tests' tiny Llama with 32-wide attention heads, the smallest vLLM's CPU kernels take."""
+    return make_tiny_model(tokenizer, seed, hidden=64, intermediate=128, heads=2, kv_heads=1)
+
+
+def compare_hf_vllm(model, tok, vllm_cls, directions, points, prompts, max_new_tokens):
+    """HF and vLLM answers at θ0, at each point (coefficients per direction) and at θ0 again
+    after the last restore, asserted equal; returns (θ0 answers, answers per point)."""
+    from landscape.generate.hf import HFGenerator
+    from landscape.perturb import perturbed, snapshot
+
+    names = directions[0].names
+    theta0 = snapshot(model, names)
+    hf = HFGenerator(model, tok, batch_size=4, max_new_tokens=max_new_tokens)
+    vg = vllm_cls(model, tok, batch_size=4, max_new_tokens=max_new_tokens)
+    at0 = hf.generate(prompts)
+    assert vg.generate(prompts) == at0
+    per_point = []
+    for coeffs in points:
+        with perturbed(model, dict(zip(directions, coeffs)), theta0=theta0):
+            vg.sync()
+            want = hf.generate(prompts)
+            got = vg.generate(prompts)
+        assert got == want, f"vLLM and HF disagree at {coeffs}"
+        per_point.append(got)
+    vg.sync()  # back at θ0, as the grid does after its last point
+    assert vg.generate(prompts) == at0
+    assert all(torch.equal(p, theta0[n]) for n, p in model.named_parameters() if n in theta0)
+    vg.close()
+    return at0, per_point

@@ -11,65 +11,26 @@ import importlib.util
 
 import pytest
 import torch
-from helpers import PROMPTS, make_tiny_model
+from helpers import PROMPTS, compare_hf_vllm, vllm_sized_model
 
 from landscape import directions as D
 from landscape import scope
 from landscape.generate.hf import HFGenerator
 from landscape.perturb import perturbed, snapshot
 
-NO_VLLM = "vLLM is not installed here (`bash .ci/vllm` makes an environment with it)"
-
-
-@pytest.fixture(scope="module")
-def vllm_generator():
-    pytest.importorskip("vllm", reason=NO_VLLM)
-    from landscape.generate.vllm import VllmGenerator
-
-    return VllmGenerator
-
-
-def _model(tokenizer, seed: int = 0):
-    """The tests' tiny Llama with 32-wide attention heads, the smallest vLLM's CPU kernels take."""
-    return make_tiny_model(tokenizer, seed, hidden=64, intermediate=128, heads=2, kv_heads=1)
-
-
-def _compare_along(model, tok, vllm_cls, directions, points, prompts, max_new_tokens):
-    """HF and vLLM answers at θ0, at each point (coefficients per direction) and at θ0 again
-    after the last restore; returns (θ0 answers, answers per point)."""
-    names = directions[0].names
-    theta0 = snapshot(model, names)
-    hf = HFGenerator(model, tok, batch_size=4, max_new_tokens=max_new_tokens)
-    vg = vllm_cls(model, tok, batch_size=4, max_new_tokens=max_new_tokens)
-    at0 = hf.generate(prompts)
-    assert vg.generate(prompts) == at0
-    per_point = []
-    for coeffs in points:
-        with perturbed(model, dict(zip(directions, coeffs)), theta0=theta0):
-            vg.sync()
-            want = hf.generate(prompts)
-            got = vg.generate(prompts)
-        assert got == want, f"vLLM and HF disagree at {coeffs}"
-        per_point.append(got)
-    vg.sync()  # back at θ0, as the grid does after its last point
-    assert vg.generate(prompts) == at0
-    assert all(torch.equal(p, theta0[n]) for n, p in model.named_parameters() if n in theta0)
-    vg.close()
-    return at0, per_point
-
 
 def test_matches_hf_at_perturbed_points(tiny_tokenizer, vllm_generator):
-    model = _model(tiny_tokenizer)
+    model = vllm_sized_model(tiny_tokenizer)
     names = scope.select(model, "blocks")
     dirs = [D.random(model, names, seed=s).normalized("layer", model) for s in (1, 2)]
     points = [(0.5, 0.0), (-0.5, 0.25), (1.0, -1.0), (0.0, 2.0)]
-    at0, answers = _compare_along(model, tiny_tokenizer, vllm_generator, dirs, points, PROMPTS, 12)
+    at0, answers = compare_hf_vllm(model, tiny_tokenizer, vllm_generator, dirs, points, PROMPTS, 12)
     # The check above means something only if the points answer differently from θ0.
     assert all(a != at0 for a in answers)
 
 
 def test_sync_follows_the_weights_and_the_cache_is_dropped(tiny_tokenizer, vllm_generator):
-    model = _model(tiny_tokenizer, seed=3)
+    model = vllm_sized_model(tiny_tokenizer, seed=3)
     names = scope.select(model, "blocks")
     d = D.random(model, names, seed=5).normalized("layer", model)
     theta0 = snapshot(model, names)
@@ -91,7 +52,7 @@ def test_sync_follows_the_weights_and_the_cache_is_dropped(tiny_tokenizer, vllm_
 
 
 def test_sampling_is_seeded_per_prompt(tiny_tokenizer, vllm_generator):
-    model = _model(tiny_tokenizer)
+    model = vllm_sized_model(tiny_tokenizer)
     state = torch.get_rng_state()
     gen = vllm_generator(model, tiny_tokenizer, batch_size=2, max_new_tokens=12, temperature=1.0)
     a = gen.generate(PROMPTS, seed=1)
@@ -106,32 +67,11 @@ def test_rejects_what_vllm_cannot_run(tiny_tokenizer, tiny_model, vllm_generator
 
     with pytest.raises(LandscapeError, match="head sizes"):
         vllm_generator(tiny_model, tiny_tokenizer)  # conftest's model: 8-wide heads
-    gen = vllm_generator(_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=16)
+    gen = vllm_generator(vllm_sized_model(tiny_tokenizer), tiny_tokenizer, max_new_tokens=16)
     with pytest.raises(LandscapeError, match="does not fit"):
         gen.generate(["word " * 400])
     assert gen.generate([]) == []
     gen.close()
-
-
-@pytest.mark.slow
-def test_matches_hf_on_the_toy_pair(toy_cache, vllm_generator):
-    from landscape.models import load_model
-    from landscape.prompts import load_prompts
-    from landscape.toy import toy_pair
-
-    pair = toy_pair()
-    model, tok = load_model(pair.aligned, device="cpu")
-    base, _ = load_model(pair.base, device="cpu")
-    names = scope.select(model, "blocks")
-    dirs = [
-        D.aligned(base, model, names).normalized("layer", model),
-        D.random(model, names, seed=1).normalized("layer", model),
-    ]
-    del base
-    prompts = load_prompts("toy:harmful", n=12)
-    points = [(-1.0, 0.0), (-0.25, 0.25), (0.25, -0.25), (0.5, 0.5)]
-    at0, answers = _compare_along(model, tok, vllm_generator, dirs, points, prompts, 32)
-    assert any(a != at0 for a in answers)
 
 
 # --- without vLLM ------------------------------------------------------------------------

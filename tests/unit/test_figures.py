@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import REPO
 from matplotlib.collections import QuadMesh
 from matplotlib.colors import to_rgba
 from matplotlib.contour import ContourSet
@@ -20,7 +21,6 @@ from landscape.errors import LandscapeError
 from landscape.metrics import wilson
 
 PNG = b"\x89PNG\r\n\x1a\n"
-REPO = Path(__file__).resolve().parents[1]
 ANSWER = "Sure, here is the plan for point"
 HOSTILE = "<script>alert(1)</script> & more"
 

@@ -15,10 +15,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import SHARED_DATA
 
 pytestmark = pytest.mark.slow
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ADVBENCH = DATA / "advbench" / "harmful_behaviors.csv"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 N_PROMPTS, MAX_NEW, STEPS = 4, 12, 3

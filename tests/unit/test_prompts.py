@@ -10,12 +10,13 @@ import types
 from pathlib import Path
 
 import pytest
+from helpers import SHARED_DATA
 
 import landscape.prompts as prompts_mod
 from landscape.errors import LandscapeError
 from landscape.prompts import load_prompts, render_chat
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ROWS = [
     {"id": "1", "prompt": "Describe a quiet harbour at dawn", "note": "a"},
     {"id": "2", "prompt": "List three uses for a paperclip", "note": "b"},
