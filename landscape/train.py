@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from landscape.errors import LandscapeError
+from landscape.io import replacing
 from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,8 @@ def _save_state(path: Path, model, opt, sched, micro, rng, order, history, cfg) 
         "order": order,
         "history": history,
     }
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / "state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path / "state.pt")
+    with replacing(path / "state.pt") as tmp:  # a kill mid-save keeps the last whole state
+        torch.save(state, tmp)
 
 
 def _load_state(path: Path, model, opt, sched, rng, cfg) -> tuple[int, list[int], dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -21,6 +20,7 @@ from landscape.directions.direction import (
     _source,
 )
 from landscape.errors import LandscapeError
+from landscape.io import read_json
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _read_adapter(path: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]
         raise LandscapeError(
             f"{path} is not a peft adapter folder (adapter_config.json + adapter_model.safetensors)"
         )
-    cfg = json.loads(cfg_path.read_text())
+    cfg = read_json(cfg_path)
     if cfg.get("peft_type", "LORA") != "LORA":
         raise LandscapeError(f"adapter type {cfg.get('peft_type')!r} is not supported, only LORA")
     if cfg.get("use_dora") or cfg.get("target_parameters"):

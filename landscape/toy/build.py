@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from landscape.io import read_json, write_json
+from landscape.io import building_folder, read_json, write_json
 from landscape.toy import data
 from landscape.toy.tokenizer import train_tokenizer, vocab_rows
 from landscape.train import TrainConfig, train
@@ -203,17 +202,8 @@ def build_pair(out: Path, seed: int = 0) -> dict:
 
 
 def _build_atomically(final: Path, build) -> None:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
-    try:
+    with building_folder(final, exist_ok=True) as tmp:  # exist_ok: another process was first
         build(tmp)
-        if final.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def toy_pair(seed: int = 0, rebuild: bool = False) -> ToyPair:
