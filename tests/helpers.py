@@ -87,3 +87,8 @@ def compare_hf_vllm(model, tok, vllm_cls, directions, points, prompts, max_new_t
     assert all(torch.equal(p, theta0[n]) for n, p in model.named_parameters() if n in theta0)
     vg.close()
     return at0, per_point
+
+
+def pair_args(pair) -> list[str]:
+    """`--base BASE --aligned ALIGNED` for a saved pair (conftest's `tiny_pair_dir`)."""
+    return ["--base", str(pair["base"]), "--aligned", str(pair["aligned"])]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from helpers import pair_args
 from safetensors.torch import load_file
 
 from landscape import directions as D
@@ -237,10 +238,7 @@ def test_cli_bad_input(args, message, tiny_pair_dir, eval_prompts, harmful_data,
         "train",
         "--method",
         "asft",
-        "--base",
-        str(tiny_pair_dir["base"]),
-        "--aligned",
-        str(tiny_pair_dir["aligned"]),
+        *pair_args(tiny_pair_dir),
         "--eval-prompts",
         str(eval_prompts),
         "--device",
@@ -428,10 +426,7 @@ def test_column_detection_and_its_error(tmp_path):
 def _argv(cmd, pair, eval_prompts, out, *args):
     return [
         cmd,
-        "--base",
-        str(pair["base"]),
-        "--aligned",
-        str(pair["aligned"]),
+        *pair_args(pair),
         "--eval-prompts",
         str(eval_prompts),
         "--device",

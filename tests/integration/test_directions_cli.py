@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from helpers import pair_args
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -59,10 +60,7 @@ def test_cli_save_bad_input_exits_2_and_writes_nothing(
     args = [a for a in args if a != "--out-suffix"]
     argv = [
         *args,
-        "--base",
-        str(tiny_pair_dir["base"]),
-        "--aligned",
-        str(tiny_pair_dir["aligned"]),
+        *pair_args(tiny_pair_dir),
         "--out",
         str(out),
     ]

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from helpers import pair_args
 
 from landscape import grid, scope
 from landscape.grid import GridConfig, main, point, run_grid
@@ -159,10 +160,7 @@ def test_bad_input_exits_2_and_writes_nothing(
 ):
     out = tmp_path / "run"
     base = [
-        "--base",
-        str(tiny_pair_dir["base"]),
-        "--aligned",
-        str(tiny_pair_dir["aligned"]),
+        *pair_args(tiny_pair_dir),
         "--prompts",
         str(prompts_file),
         "--dirs",
@@ -223,10 +221,7 @@ def test_other_config_in_folder_is_refused_untouched(tiny_pair_dir, prompts_file
     run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
     before = _snapshot(out)
     args = [
-        "--base",
-        str(tiny_pair_dir["base"]),
-        "--aligned",
-        str(tiny_pair_dir["aligned"]),
+        *pair_args(tiny_pair_dir),
         "--prompts",
         str(prompts_file),
         "--dirs",
