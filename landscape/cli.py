@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import json
+import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,20 +24,88 @@ from landscape.errors import LandscapeError
 T = TypeVar("T")
 
 
+DEBUG_ENV = "LANDSCAPE_DEBUG"
+_state = {"debug": False}
+# argparse takes only plain negative numbers (-1, -0.5) for values; -1e-3 would be an option.
+_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one `error:` line (the usage stays under --help)."""
+    """argparse, but a usage error is one `error:` line (the usage stays under --help),
+    negative numbers in any notation are values, and `--debug` shows tracebacks."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self._negative_number_matcher = _NEGATIVE_NUMBER
+        self.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help=f"show the traceback of an error (also: {DEBUG_ENV}=1)",
+        )
 
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns = super().parse_args(args, namespace)
+        if getattr(ns, "debug", False):
+            _state["debug"] = True
+        if hasattr(ns, "debug"):
+            del ns.debug
+        return ns
+
+
+def _debug() -> bool:
+    return _state["debug"] or os.environ.get(DEBUG_ENV, "") not in ("", "0", "false", "False")
+
+
+_OS_REASONS = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EACCES: "permission denied",
+    errno.EEXIST: "already exists",
+    errno.ENOENT: "no such file or folder",
+}
+
+
+def describe(e: BaseException) -> str | None:
+    """The one line a command prints for an error it can be given from the command line or
+    the file system; None for anything else (a bug, which keeps its traceback)."""
+    if isinstance(e, LandscapeError):
+        return str(e)
+    if isinstance(e, UnicodeDecodeError):
+        return f"an input file is not UTF-8 text ({e.reason} at byte {e.start})"
+    if isinstance(e, json.JSONDecodeError):
+        return f"an input file holds malformed JSON ({e.msg} at line {e.lineno})"
+    if isinstance(e, OSError):
+        reason = _OS_REASONS.get(e.errno) or e.strerror or type(e).__name__
+        where = e.filename if e.filename is not None else ""
+        if getattr(e, "filename2", None):
+            where = f"{where} -> {e.filename2}"
+        return f"{where}: {reason}" if where else reason
+    return None
+
 
 def run_cli(work: Callable[[], T]) -> T | None:
-    """`work()`, with a LandscapeError printed as one `error:` line; None then (exit 2)."""
+    """`work()` behind the commands' one error boundary: bad input, a file system that says
+    no and malformed files each print one `error:` line and give None (exit status 2);
+    Ctrl-C prints what was kept and exits with 130. `--debug` or LANDSCAPE_DEBUG=1 shows the
+    traceback instead."""
     try:
         return work()
-    except LandscapeError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if _debug():
+            raise
+        print("interrupted: finished work is kept; the same command resumes it", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:
+        line = describe(e)
+        if line is None or _debug():
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return None
 
 

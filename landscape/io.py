@@ -66,6 +66,47 @@ def building_folder(final: str | Path, exist_ok: bool = False) -> Iterator[Path]
         raise
 
 
+LOCK_NAME = ".lock"
+
+
+@contextmanager
+def folder_lock(folder: str | Path) -> Iterator[Path]:
+    """Hold `folder`'s advisory lock (`flock` on `.lock` inside it) for the block: one writer
+    per run folder. A second process gets a one-line LandscapeError naming the holder's
+    PID. The kernel drops the lock when its holder dies, so a killed run's lock file never
+    blocks the rerun. A folder made here is removed again if the block fails while the
+    lock file is all it holds."""
+    import fcntl  # POSIX only, like the clusters this runs on
+
+    folder = Path(folder)
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    f = open(folder / LOCK_NAME, "a+", encoding="utf-8")  # noqa: SIM115 (held for the block)
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise LandscapeError(
+            f"{folder} is being written by another process (pid {holder}): wait for it to "
+            "end, or choose another output folder"
+        ) from None
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield folder
+    except BaseException:
+        if made and [q.name for q in folder.iterdir()] == [LOCK_NAME]:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    finally:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
+
+
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
     """`data` (text as UTF-8) written to `path` through `replacing`, flushed to disk first."""
     if isinstance(data, str):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from landscape.errors import LandscapeError
 from landscape.io import (
+    LOCK_NAME,
     atomic_write,
     building_folder,
     dumps_json,
@@ -138,7 +139,7 @@ class RunStore:
             raise LandscapeError(f"output path exists and is not a folder: {out}")
         cfg_path = out / CONFIG
         if not cfg_path.exists():
-            if any(out.iterdir()):
+            if any(p.name != LOCK_NAME for p in out.iterdir()):
                 raise LandscapeError(
                     f"folder is not empty and holds no run (no {CONFIG}): {out}; choose another"
                 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from landscape.asft.methods import METHODS, get_method
+from landscape.checks import in_range
 from landscape.cli import option
 from landscape.errors import LandscapeError
 from landscape.io import read_json
@@ -97,10 +98,11 @@ class AsftConfig(JudgeOptions):
     def validate(self) -> None:
         """Every check that needs no model: bad input fails before any work starts."""
         method = get_method(self.method)
-        if self.lam < 0:
+        if not (isinstance(self.lam, int | float) and self.lam >= 0):
             raise LandscapeError(f"λ must be >= 0, got {self.lam}")
         if not 0 <= self.p <= 1:
             raise LandscapeError(f"the poison ratio p must be in [0, 1], got {self.p}")
+        self._check_numbers()
         if (self.base is None) != (self.aligned is None):
             raise LandscapeError("give both --base and --aligned, or neither for the toy pair")
         if self.eval_batch_size < 1 or self.max_len < 2:
@@ -132,6 +134,23 @@ class AsftConfig(JudgeOptions):
             from landscape.asft.penalty.variants import parse_variant
 
             parse_variant(method.penalty(self.variant))
+
+    def _check_numbers(self) -> None:
+        """Every numeric option finite and in range (NaN passes no comparison above)."""
+        in_range(self.lam, "--lam", ge=0)
+        in_range(self.n, "--n", ge=1)
+        in_range(self.lora_r, "--lora-r", ge=1)
+        in_range(self.lora_alpha, "--lora-alpha", gt=0)
+        in_range(self.lora_dropout, "--lora-dropout", ge=0, lt=1)
+        in_range(self.lr, "--lr", gt=0)
+        in_range(self.epochs, "--epochs", gt=0)
+        in_range(self.batch_size, "--batch-size", ge=1)
+        in_range(self.grad_accum, "--grad-accum", ge=1)
+        in_range(self.safelora_threshold, "--safelora-threshold", ge=0, le=1)
+        if self.safelora_k is not None:
+            in_range(self.safelora_k, "--safelora-k", ge=1)
+        in_range(self.safety_share, "--safety-share", ge=0, le=1)
+        in_range(self.max_new_tokens, "--max-new-tokens", ge=1)
 
     @property
     def safety_mix(self) -> float:

@@ -21,8 +21,9 @@ from landscape.asft.data import Example, Task, load_pairs, load_task, poisoned_m
 from landscape.asft.evaluate import evaluate, load_judges
 from landscape.asft.methods import METHODS, Method, anchor_direction, get_method, target_names
 from landscape.directions import model_paths
-from landscape.io import read_json, write_json
+from landscape.io import folder_lock, read_json, write_json
 from landscape.models import load_model
+from landscape.prompts import load_prompts
 from landscape.train import train
 from landscape.world import DEFAULT
 
@@ -111,6 +112,7 @@ def finetune(
     if (out / "config.json").exists() and result_path.exists():
         return read_json(result_path)
     task, harmful, safety = training_data(cfg)
+    load_prompts(cfg.eval_prompts)  # read now: a bad file must not wait for the training
     examples = poisoned_mix(
         task, cfg.n, cfg.p, cfg.seed, safety_share=cfg.safety_mix, harmful=harmful, refusals=safety
     )
@@ -124,37 +126,39 @@ def finetune(
     names = target_names(model, cfg.target_modules)
     direction = anchor_direction(method.anchor, cfg, model, names) if method.anchor else None
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config)
-    t0 = time.perf_counter()
-    trained, theta0 = _trainable(cfg, model, names)
-    history = train(
-        trained,
-        tokenizer,
-        examples,
-        cfg.train_config(),
-        penalty=_penalty(cfg, method, trained, theta0, direction),
-        checkpoint=out / "checkpoint",
-    )
-    extra = {method.name: method.post_hoc(trained, direction, cfg)} if method.post_hoc else {}
-    seconds = time.perf_counter() - t0
-    if cfg.full:
-        trained.save_pretrained(out / "model")
-        tokenizer.save_pretrained(out / "model")
-    else:
-        trained.save_pretrained(out / "adapter")
-    result = {
-        "method": cfg.method,
-        "p": cfg.p,
-        "lam": cfg.lam,
-        "variant": cfg.variant,
-        **evaluate(trained, tokenizer, task, cfg, judges, out / "answers.jsonl"),
-        "train_seconds": seconds,
-        "data": _data_counts(cfg, method, examples),
-        "final_loss": _tail_mean(history["loss"]),
-        "final_penalty": _tail_mean(history["penalty"]),
-        **extra,
-    }
-    write_json(result_path, result)
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume an unfinished run
+    with folder_lock(out):  # one writer per run folder, held to the end
+        write_json(out / "config.json", config)
+        t0 = time.perf_counter()
+        trained, theta0 = _trainable(cfg, model, names)
+        history = train(
+            trained,
+            tokenizer,
+            examples,
+            cfg.train_config(),
+            penalty=_penalty(cfg, method, trained, theta0, direction),
+            checkpoint=out / "checkpoint",
+        )
+        extra = {method.name: method.post_hoc(trained, direction, cfg)} if method.post_hoc else {}
+        seconds = time.perf_counter() - t0
+        if cfg.full:
+            trained.save_pretrained(out / "model")
+            tokenizer.save_pretrained(out / "model")
+        else:
+            trained.save_pretrained(out / "adapter")
+        result = {
+            "method": cfg.method,
+            "p": cfg.p,
+            "lam": cfg.lam,
+            "variant": cfg.variant,
+            **evaluate(trained, tokenizer, task, cfg, judges, out / "answers.jsonl"),
+            "train_seconds": seconds,
+            "data": _data_counts(cfg, method, examples),
+            "final_loss": _tail_mean(history["loss"]),
+            "final_penalty": _tail_mean(history["penalty"]),
+            **extra,
+        }
+        write_json(result_path, result)
+        shutil.rmtree(
+            out / "checkpoint", ignore_errors=True
+        )  # only needed to resume an unfinished run
     return result

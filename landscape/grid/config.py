@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from landscape import scope
+from landscape.checks import in_range
 from landscape.cli import from_options, option
 from landscape.directions import KINDS as DIRECTION_KINDS
 from landscape.directions import NORMS, parse_kind
@@ -21,6 +22,7 @@ from landscape.judges.options import JudgeOptions
 from landscape.perturb import OFFLOADS
 
 # The options that a dense grid's config.json leaves out unless --epl-search is on.
+RANGE_LIMIT = 1e4  # |α| past this is already ten thousand weight norms
 SEARCH_OPTIONS = ("epl_search", "epl_tol", "epl_batch", "epl_confidence")
 _FINETUNE_HELP = "fine-tuned folder, LoRA adapter folder or .safetensors"
 
@@ -83,6 +85,9 @@ class GridConfig(JudgeOptions):
         "tau (higher: fewer wrong early calls near tau, more prompts per point)",
     )
     # A placement, not a setting: results do not depend on it.
+    max_points: int = option(
+        10_000, "refuse a grid of more points than this (a mistyped --steps is caught early)"
+    )
     offload: str = option(
         "auto",
         "where θ0 and the directions are kept: none (on the model's device), cpu (CPU "
@@ -124,6 +129,11 @@ class GridConfig(JudgeOptions):
         lo, hi = self.range
         if not (np.isfinite(lo) and np.isfinite(hi)) or lo >= hi:
             raise LandscapeError(f"--range must be two finite numbers, low < high; got {lo} {hi}")
+        if max(abs(lo), abs(hi)) > RANGE_LIMIT:
+            raise LandscapeError(
+                f"--range {lo:g} {hi:g} reaches past ±{RANGE_LIMIT:g}: a coefficient that large "
+                "overflows the weights long before it shows a landscape"
+            )
         if self.steps < 2:
             raise LandscapeError(f"--steps must be at least 2, got {self.steps}")
         if self.norm not in NORMS:
@@ -134,8 +144,15 @@ class GridConfig(JudgeOptions):
     def _check_generation(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LandscapeError("--samples, --max-new-tokens and --batch-size must be at least 1")
-        if self.temperature < 0:
-            raise LandscapeError("--temperature must be >= 0")
+        in_range(self.temperature, "--temperature", ge=0)
+        if self.tau is not None:
+            in_range(self.tau, "--tau", ge=0, le=1)
+        points = self.steps ** len(self.dirs)
+        if points > self.max_points:
+            raise LandscapeError(
+                f"--steps {self.steps} with {len(self.dirs)} directions makes {points} points, "
+                f"more than --max-points {self.max_points}: raise --max-points to run it"
+            )
         if self.samples > 1 and self.temperature == 0:
             raise LandscapeError("--samples > 1 needs --temperature > 0 (greedy answers repeat)")
         if self.backend not in GENERATORS:
@@ -202,6 +219,7 @@ def run_config(cfg: GridConfig, judges) -> dict:
     config = {**dataclasses.asdict(cfg), "judge": ",".join(j.name for j in judges)}
     config.pop("offload")  # a placement, not a setting: a run may resume with another
     config.pop("judge_batch_size")  # likewise
+    config.pop("max_points")  # a guard on the command, not a setting of the run
     weights = {j.name: j.weights for j in judges if getattr(j, "weights", None)}
     if weights:  # which judge model decided is part of the result
         config["judge_weights"] = weights

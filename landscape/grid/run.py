@@ -19,7 +19,7 @@ from landscape.grid.config import GridConfig, run_config
 from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
-from landscape.io import read_jsonl
+from landscape.io import folder_lock, read_jsonl
 from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
@@ -144,19 +144,20 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
     store = RunStore(out, run_config(cfg, judges))
     RunStore.check(out, store.config)
 
-    ctx, env, cos = _start(cfg, store, judges, prompts, show_progress)
-    if cfg.epl_search:
-        results = run_search(ctx)
-        summary = summarize_search(store.done(), cfg, results, ctx.judge, len(ctx.asked), cos)
-    else:
-        run_dense(ctx)
-        summary = summarize(store.done(), cfg.axes(), cfg, cos, ctx.judge)
-    if len(judges) > 1:
-        summary["judge_agreement"] = judge_agreement(read_jsonl(store.path(GENERATIONS)))
-    store.write_json("summary.json", summary)
-    store.write_env({**env, **peak_memory()})
-    if ctx.timing.points:
-        store.write_json("timing.json", ctx.timing.as_dict())
-    if draws_picture(cfg):
-        after_run(out, "grid")
+    with folder_lock(out):  # one writer per run folder, held to the end
+        ctx, env, cos = _start(cfg, store, judges, prompts, show_progress)
+        if cfg.epl_search:
+            results = run_search(ctx)
+            summary = summarize_search(store.done(), cfg, results, ctx.judge, len(ctx.asked), cos)
+        else:
+            run_dense(ctx)
+            summary = summarize(store.done(), cfg.axes(), cfg, cos, ctx.judge)
+        if len(judges) > 1:
+            summary["judge_agreement"] = judge_agreement(read_jsonl(store.path(GENERATIONS)))
+        store.write_json("summary.json", summary)
+        store.write_env({**env, **peak_memory()})
+        if ctx.timing.points:
+            store.write_json("timing.json", ctx.timing.as_dict())
+        if draws_picture(cfg):
+            after_run(out, "grid")
     return summary

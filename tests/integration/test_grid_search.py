@@ -78,8 +78,12 @@ def test_grid_search_records_points_and_resumes(
         real(self, record, g)
 
     monkeypatch.setattr(RunStore, "append_point", dying)
-    with pytest.raises(KeyboardInterrupt):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:  # Ctrl-C: one line, exit 130, work kept
         grid.main(_args(tiny_pair_dir, prompts_file, part, *extra))
+    assert stop.value.code == 130
+    last = capsys.readouterr().err.splitlines()[-1]  # after the progress bars
+    assert last == "interrupted: finished work is kept; the same command resumes it"
     monkeypatch.setattr(RunStore, "append_point", real)
     before = (part / "points.jsonl").read_text().splitlines()
     assert len(before) == 3
