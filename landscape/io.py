@@ -123,6 +123,16 @@ def write_json(path: str | Path, obj) -> Path:
     return atomic_write(path, dumps_json(obj))
 
 
+def read_text(path: str | Path, encoding: str = "utf-8") -> str:
+    """A text file's contents; a one-line LandscapeError naming the file when it is not
+    UTF-8 (`utf-8-sig` also drops a spreadsheet's byte-order mark)."""
+    path = Path(path)
+    try:
+        return path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as e:
+        raise LandscapeError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+
+
 def read_json(path: str | Path, missing: str | None = None):
     """The JSON value in `path`; a one-line LandscapeError when it is absent (`missing` says
     what to do about it) or not valid JSON."""
@@ -130,8 +140,8 @@ def read_json(path: str | Path, missing: str | None = None):
     if not path.is_file():
         raise LandscapeError(f"{path.parent}: {missing}" if missing else f"{path}: no such file")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return json.loads(read_text(path))
+    except json.JSONDecodeError:
         raise LandscapeError(f"{path} is not valid JSON") from None
 
 
@@ -142,18 +152,21 @@ def read_lines(path: str | Path) -> tuple[list[tuple[str, dict]], bool]:
     path = Path(path)
     if not path.exists():
         return [], False
-    parts = path.read_bytes().decode("utf-8").split("\n")
+    parts = read_text(path).split("\n")
     # The piece after the last newline is empty for an intact file, else an unfinished write.
     tail, parts = parts[-1], parts[:-1]
     lines, dropped = [], bool(tail)
     for i, line in enumerate(parts):
         try:
-            lines.append((line, json.loads(line)))
+            rec = json.loads(line)
         except json.JSONDecodeError:
             if i == len(parts) - 1 and not tail:
                 dropped = True
                 continue
             raise LandscapeError(f"{path}: line {i + 1} is not valid JSON") from None
+        if not isinstance(rec, dict):
+            raise LandscapeError(f"{path}: line {i + 1} is not a JSON object (a record)")
+        lines.append((line, rec))
     return lines, dropped
 
 

@@ -158,8 +158,14 @@ def check_pair(model_a, model_b, names=None) -> None:
 
 def fingerprint(model) -> str:
     """16 hex chars of sha256 over parameter names, dtypes, shapes and bytes (deterministic)."""
+    return tensors_fingerprint(model.named_parameters())
+
+
+def tensors_fingerprint(items) -> str:
+    """`fingerprint` of any (name, tensor) pairs, in their order: a model's parameters, a
+    direction's tensors."""
     h = hashlib.sha256()
-    for name, p in model.named_parameters():
+    for name, p in items:
         t = p.detach().to("cpu").contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
         # Raw bytes through a uint8 view: works for bf16, which numpy cannot hold.

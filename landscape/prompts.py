@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import random
 from pathlib import Path
 
 from landscape.errors import LandscapeError
+from landscape.io import read_text
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +63,10 @@ def read_rows(path: Path) -> list:
         raise LandscapeError(
             f"{path}: unknown prompt file type {ext or '(none)'!r}: use {FILE_TYPES}"
         )
+    text = read_text(path, "utf-8-sig")  # -sig: spreadsheet exports start with a BOM
     if ext == ".csv":
         # newline="": line breaks inside quoted fields (HarmBench contexts) are kept as they are.
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            return list(csv.DictReader(f))
-    text = path.read_text(encoding="utf-8-sig")  # -sig: spreadsheet exports start with a BOM
+        return list(csv.DictReader(io.StringIO(text, newline="")))
     if ext == ".txt":
         return [line.strip() for line in text.splitlines() if line.strip()]
     if ext == ".jsonl":

@@ -291,6 +291,12 @@ class Direction:
         )
 
     # --- checks and files --------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """16 hex chars of sha256 over names, shapes and bytes: what a resume compares."""
+        from landscape.models import tensors_fingerprint
+
+        return tensors_fingerprint(self.tensors.items())
+
     def check(self, model: Source) -> None:
         """Raise LandscapeError unless every name exists in `model` with the same shape."""
         params = _params(model)

@@ -13,13 +13,14 @@ import torch
 from landscape import directions as D
 from landscape import scope
 from landscape.directions.sources import FINETUNED
+from landscape.errors import LandscapeError
 from landscape.generate import get_generator
 from landscape.grid.adaptive import run_search
 from landscape.grid.config import GridConfig, run_config
 from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
-from landscape.io import folder_lock, read_jsonl
+from landscape.io import folder_lock, read_json, read_jsonl
 from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
@@ -85,6 +86,31 @@ def environment(model, models: dict[str, str | None]) -> dict:
     return env
 
 
+def check_same_models(store: RunStore, env: dict) -> None:
+    """A resume must run on the models and directions the folder's points came from: their
+    fingerprints are compared with the folder's env.json (folders that predate a record
+    are not held to it)."""
+    path = store.path("env.json")
+    if not path.is_file():
+        return
+    old = read_json(path)
+    if not isinstance(old, dict):
+        raise LandscapeError(f"{path} does not hold a run's environment (a JSON object)")
+    was, now = old.get("fingerprint_aligned"), env["fingerprint_aligned"]
+    if was is not None and was != now:
+        raise LandscapeError(
+            f"{store.out_dir} holds points of another aligned model (weights {was}, now {now}): "
+            "resume it on the same model, or use another --out"
+        )
+    for name, fp in (old.get("fingerprint_directions") or {}).items():
+        if env["fingerprint_directions"].get(name, fp) != fp:
+            raise LandscapeError(
+                f"{store.out_dir} holds points along another {name} direction (fingerprint "
+                f"{fp}, now {env['fingerprint_directions'][name]}): resume it with the same "
+                "direction, or use another --out"
+            )
+
+
 def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: bool):
     """Load the pair, build and place the directions, open the run folder and write env.json.
     Returns the run's context and its env."""
@@ -99,9 +125,14 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
         cfg.offload,
         generation_bytes(model, cfg.batch_size, cfg.max_new_tokens + 256),
     )
+    env = {
+        **environment(model, {"base": base_path, "aligned": aligned_path}),
+        "fingerprint_directions": {name: d.fingerprint() for name, d in zip(cfg.dirs, dirs)},
+        "offload": plan,
+    }
+    check_same_models(store, env)
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
-    env = {**environment(model, {"base": base_path, "aligned": aligned_path}), "offload": plan}
     store.write_env(env)
     gen = get_generator(
         cfg.backend,

@@ -124,6 +124,13 @@ def merge_runs(runs: list[str | Path], out: str | Path) -> dict:
             "the shards ran on different aligned models (weight fingerprints "
             f"{', '.join(sorted(prints))}); rerun them on one"
         )
+    for name in cfg.dirs:
+        seen = {(e.get("fingerprint_directions") or {}).get(name) for e in envs} - {None}
+        if len(seen) > 1:
+            raise LandscapeError(
+                f"the shards ran along different {name} directions (fingerprints "
+                f"{', '.join(sorted(seen))}); rerun them with one"
+            )
 
     keys = grid_points(axes)
     done = {k: points[k][1] for k in keys}

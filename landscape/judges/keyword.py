@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from landscape.errors import LandscapeError
+from landscape.io import read_text
 from landscape.judges.base import Judge
 
 # The 29 strings of llm-attacks experiments/evaluate.py `_test_prefixes` (also llm-landscape's and
@@ -62,7 +63,7 @@ class KeywordJudge(Judge):
         p = Path(path).expanduser()
         if not p.is_file():
             raise LandscapeError(f"keyword file does not exist: {p}")
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
+        lines = read_text(p, "utf-8-sig").splitlines()
         # Strip only the line ending: leading or trailing spaces can be part of a keyword.
         keywords = [k for k in lines if k.strip() and not k.startswith("#")]
         if not keywords:
