@@ -50,8 +50,7 @@ class Parser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         ns = super().parse_args(args, namespace)
-        if getattr(ns, "debug", False):
-            _state["debug"] = True
+        _state["debug"] = bool(getattr(ns, "debug", False))  # this command's, not the last's
         if hasattr(ns, "debug"):
             del ns.debug
         return ns

@@ -98,8 +98,7 @@ class AsftConfig(JudgeOptions):
     def validate(self) -> None:
         """Every check that needs no model: bad input fails before any work starts."""
         method = get_method(self.method)
-        if not (isinstance(self.lam, int | float) and self.lam >= 0):
-            raise LandscapeError(f"λ must be >= 0, got {self.lam}")
+        in_range(self.lam, "--lam (λ)", ge=0)
         if not 0 <= self.p <= 1:
             raise LandscapeError(f"the poison ratio p must be in [0, 1], got {self.p}")
         self._check_numbers()
@@ -137,7 +136,6 @@ class AsftConfig(JudgeOptions):
 
     def _check_numbers(self) -> None:
         """Every numeric option finite and in range (NaN passes no comparison above)."""
-        in_range(self.lam, "--lam", ge=0)
         in_range(self.n, "--n", ge=1)
         in_range(self.lora_r, "--lora-r", ge=1)
         in_range(self.lora_alpha, "--lora-alpha", gt=0)

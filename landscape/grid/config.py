@@ -145,8 +145,6 @@ class GridConfig(JudgeOptions):
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LandscapeError("--samples, --max-new-tokens and --batch-size must be at least 1")
         in_range(self.temperature, "--temperature", ge=0)
-        if self.tau is not None:
-            in_range(self.tau, "--tau", ge=0, le=1)
         points = self.steps ** len(self.dirs)
         if points > self.max_points:
             raise LandscapeError(

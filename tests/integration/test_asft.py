@@ -225,7 +225,7 @@ def test_finished_run_is_reused_and_other_config_refused(
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--lam", "-1"], "λ must be >= 0"),
+        (["--lam", "-1"], "--lam (λ) must be >= 0"),
         (["--p", "1.5"], "[0, 1]"),
         (["--n", "100000"], "only"),
         (["--variant", "subspace"], "subspace"),

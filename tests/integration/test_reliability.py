@@ -1,0 +1,243 @@
+"""Every command refuses bad input with one `error:` line and exit status 2, writing
+nothing; one writer per run folder; a resume on other models is refused; Ctrl-C and
+--debug behave as the README says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import make_tiny_model, pair_args
+
+from analysis.figures import main as figures_main
+from analysis.tables import main as tables_main
+from landscape.asft.__main__ import main as asft_main
+from landscape.directions.__main__ import main as directions_main
+from landscape.errors import LandscapeError
+from landscape.grid import main as grid_main
+from landscape.io import LOCK_NAME, folder_lock
+
+COMMANDS = {
+    "grid": grid_main,
+    "asft": asft_main,
+    "directions": directions_main,
+    "tables": tables_main,
+    "figures": figures_main,
+}
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.fixture
+def inputs(tmp_path, tiny_pair_dir):
+    """Files a hostile user might hand the commands."""
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "prompts.csv").write_text("goal\nHow do I bake bread?\nTell me a joke\n")
+    (d / "latin1.csv").write_bytes("goal\nCr\xe8me br\xfbl\xe9e?\n".encode("latin-1"))
+    (d / "plain_file").write_text("not a folder")
+    run = d / "listrun"  # a run folder whose points are not records
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"dirs": ["harm"], "norm": "layer"}))
+    (run / "points.jsonl").write_text("[1, 2]\n")
+    bad = d / "badjson"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    (bad / "points.jsonl").write_text("")
+    arr = d / "arrayrun"
+    arr.mkdir()
+    (arr / "config.json").write_text("[1]")
+    (arr / "points.jsonl").write_text("")
+    return {"dir": d, "pair": pair_args(tiny_pair_dir)}
+
+
+def _grid(inp, *extra, out="OUT"):
+    return ["--dirs", "random", "--steps", "2", *inp["pair"], "--prompts",
+            str(inp["dir"] / "prompts.csv"), "--device", "cpu", "--max-new-tokens", "2",
+            "--out", out, *extra]  # fmt: skip
+
+
+def _train(*extra):
+    return ["train", "--method", "asft", "--out", "OUT", *extra]
+
+
+# (command, argv builder, words the error line must hold)
+CASES = [
+    ("grid", lambda i: _grid(i, "--temperature", "nan"), "--temperature must be a finite"),
+    ("grid", lambda i: _grid(i, "--temperature", "-1"), "--temperature must be >= 0"),
+    ("grid", lambda i: _grid(i, "--tau", "inf"), "--tau is an ASR in [0, 1]"),
+    ("grid", lambda i: _grid(i, "--tau", "1.5"), "--tau is an ASR"),
+    ("grid", lambda i: _grid(i, "--range", "-0.5", "1e308"), "reaches past"),
+    ("grid", lambda i: _grid(i, "--range", "nan", "1"), "--range must be two finite"),
+    ("grid", lambda i: _grid(i, "--range", "1", "-1"), "low < high"),
+    ("grid", lambda i: _grid(i, "--steps", "0"), "--steps must be at least 2"),
+    ("grid", lambda i: _grid(i, "--dirs", "random", "random:3", "--steps", "1000"), "--max-points"),
+    ("grid", lambda i: _grid(i, "--max-new-tokens", "0"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, "--batch-size", "-3"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, "--samples", "0"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, "--judge", "keyword,nope"), "unknown judge 'nope'"),
+    ("grid", lambda i: _grid(i, "--judge-batch-size", "0"), "--judge-batch-size"),
+    ("grid", lambda i: _grid(i, "--epl-search", "--epl-confidence", "1.5"), "--epl-confidence"),
+    ("grid", lambda i: _grid(i, "--epl-search", "--epl-tol", "nan"), "--epl-tol"),
+    ("grid", lambda i: _grid(i, "--steps", "abc"), "invalid int value"),
+    ("grid", lambda i: _grid(i, "--prompts", str(i["dir"] / "latin1.csv")), "is not UTF-8"),
+    ("grid", lambda i: _grid(i, "--prompts", str(i["dir"] / "nope.csv")), "does not exist"),
+    ("grid", lambda i: _grid(i, out=str(i["dir"] / "plain_file" / "run")), "plain_file"),
+    ("asft", lambda i: _train("--batch-size", "0"), "--batch-size must be >= 1"),
+    ("asft", lambda i: _train("--grad-accum", "0"), "--grad-accum must be >= 1"),
+    ("asft", lambda i: _train("--lr", "nan"), "--lr must be a finite number"),
+    ("asft", lambda i: _train("--lr", "0"), "--lr must be > 0"),
+    ("asft", lambda i: _train("--lora-r", "0"), "--lora-r must be >= 1"),
+    ("asft", lambda i: _train("--lora-dropout", "2"), "--lora-dropout must be"),
+    ("asft", lambda i: _train("--safety-share", "-0.5"), "--safety-share must be"),
+    ("asft", lambda i: _train("--epochs", "-1"), "--epochs must be > 0"),
+    ("asft", lambda i: _train("--lam", "nan"), "--lam (λ) must be a finite"),
+    ("asft", lambda i: _train("--lam", "-1"), "--lam (λ) must be >= 0"),
+    ("asft", lambda i: _train("--max-new-tokens", "0"), "--max-new-tokens must be >= 1"),
+    ("asft", lambda i: _train("--p", "1.5"), "poison ratio"),
+    ("asft", lambda i: _train("--n", "0"), "--n must be >= 1"),
+    ("asft", lambda i: _train("--eval-prompts", str(i["dir"] / "nope.csv")), "does not exist"),
+    ("asft", lambda i: _train("--judge", "nope"), "unknown judge"),
+    ("directions", lambda i: ["save", "sideways", "--out", "OUT.safetensors"], "unknown direction"),
+    ("directions", lambda i: ["save", "random", "--out", "OUT.pt"], "must end in .safetensors"),
+    (
+        "directions",
+        lambda i: [
+            "save",
+            "random",
+            *i["pair"],
+            "--out",
+            str(i["dir"] / "plain_file" / "d.safetensors"),
+        ],
+        "plain_file",
+    ),  # fmt: skip
+    ("tables", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a JSON object"),
+    ("tables", lambda i: [str(i["dir"] / "badjson"), "--out", "OUT"], "not valid JSON"),
+    ("tables", lambda i: [str(i["dir"] / "arrayrun"), "--out", "OUT"], "does not hold a config"),
+    ("figures", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a JSON object"),
+    ("figures", lambda i: [str(i["dir"] / "badjson"), "--out", "OUT"], "not valid JSON"),
+    ("figures", lambda i: [str(i["dir"] / "arrayrun"), "--out", "OUT"], "does not hold a config"),
+]
+
+
+@pytest.mark.parametrize("cmd, argv, words", CASES, ids=[f"{c}-{w}" for c, _, w in CASES])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    cmd, argv, words, inputs, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    args = [a.replace("OUT", str(out)) for a in argv(inputs)]
+    before = _tree(tmp_path)
+    try:
+        rc = COMMANDS[cmd](args)
+    except SystemExit as e:  # argparse's own usage errors exit here
+        rc = e.code
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    assert rc == 2, err
+    assert last.startswith("error:") and words in last, last
+    assert "Traceback" not in err and err.count("error:") == 1
+    assert _tree(tmp_path) == before  # no file or folder left behind
+
+
+def test_negative_numbers_in_any_notation_are_values(inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = grid_main(_grid(inputs, "--range", "-1e-3", "1e-3", out=str(out)))
+    assert rc == 0, capsys.readouterr().err
+    coords = [json.loads(x)["coords"] for x in (out / "points.jsonl").read_text().splitlines()]
+    assert sorted(c[0] for c in coords) == [-1e-3, 0.0, 1e-3]
+
+
+def test_a_second_writer_is_refused_and_the_folder_kept(inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert grid_main(_grid(inputs, out=str(out))) == 0
+    files = {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME}
+    capsys.readouterr()
+    with folder_lock(out):  # as another process would hold it for its run
+        rc = grid_main(_grid(inputs, "--steps", "2", out=str(out)))
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "being written by another process" in err and "pid" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != LOCK_NAME} == files
+
+
+def test_a_dead_writers_lock_does_not_block(inputs, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("999999\n")  # left by a killed run: no process holds it
+    assert grid_main(_grid(inputs, out=str(out))) == 0
+    assert (out / "summary.json").is_file()
+
+
+def test_a_failed_start_leaves_no_folder(inputs, tmp_path, monkeypatch):
+    import landscape.grid.run as run
+
+    def broken(*a, **k):
+        raise LandscapeError("cannot load")
+
+    monkeypatch.setattr(run, "load_model", broken)
+    out = tmp_path / "run"
+    assert grid_main(_grid(inputs, out=str(out))) == 2
+    assert not out.exists()
+
+
+def test_resume_on_other_weights_is_refused(
+    inputs, tmp_path, tiny_pair_dir, tiny_tokenizer, capsys
+):
+    out = tmp_path / "run"
+    args = _grid(inputs, "--steps", "3", out=str(out))
+    assert grid_main(args) == 0
+    (out / "summary.json").unlink()  # as if killed before the end
+    points = (out / "points.jsonl").read_bytes()
+    other = make_tiny_model(tiny_tokenizer, seed=7)  # the same folder, other weights
+    other.save_pretrained(tiny_pair_dir["aligned"])
+    capsys.readouterr()
+    assert grid_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "another aligned model" in err
+    assert (out / "points.jsonl").read_bytes() == points and not (out / "summary.json").exists()
+
+
+def test_resume_along_another_direction_is_refused(inputs, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = _grid(inputs, "--steps", "3", out=str(out))
+    assert grid_main(args) == 0
+    env = json.loads((out / "env.json").read_text())
+    env["fingerprint_directions"]["random"] = "0" * 16  # the record of another direction
+    (out / "env.json").write_text(json.dumps(env))
+    capsys.readouterr()
+    assert grid_main(args) == 2
+    assert "another random direction" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(inputs, tmp_path):
+    with pytest.raises(LandscapeError, match="--temperature"):
+        grid_main(_grid(inputs, "--temperature", "nan", "--debug", out=str(tmp_path / "r")))
+
+
+def test_a_full_disk_is_one_line(inputs, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import landscape.store as store
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run"))
+
+    monkeypatch.setattr(store.RunStore, "append_point", full)
+    assert grid_main(_grid(inputs, out=str(tmp_path / "run"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == f"error: {tmp_path / 'run'}: no space left on device"
+    monkeypatch.undo()  # space again: the rerun finishes
+    assert grid_main(_grid(inputs, out=str(tmp_path / "run"))) == 0
+
+
+def test_toy_cli_reports_a_cache_it_cannot_use(tmp_path, monkeypatch, capsys):
+    from landscape.toy.__main__ import main as toy_main
+
+    cache = tmp_path / "cache"
+    cache.write_text("a file, not a folder")
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(cache))
+    assert toy_main([]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error:") and str(cache) in err
