@@ -7,6 +7,7 @@ a truncated last line the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -203,3 +204,45 @@ def is_local(name: str | os.PathLike) -> bool:
         or name.lower().endswith(_FILE_SUFFIXES)
         or Path(name.split("/")[0]).exists()
     )
+
+
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_manifest(folder: str | Path) -> Path:
+    """`manifest.json` in `folder`: each file's size and SHA-256, so that a cache can tell
+    a damaged copy (a truncated or overwritten weight file) from a good one."""
+    folder = Path(folder)
+    files = {
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+    return write_json(folder / MANIFEST, {"files": files})
+
+
+def manifest_problem(folder: str | Path, hashes: bool = True) -> str | None:
+    """What is wrong with `folder` against its manifest (a file missing, of another size or,
+    with `hashes`, other bytes), or None when it holds what was recorded."""
+    folder = Path(folder)
+    try:
+        files = read_json(folder / MANIFEST)["files"]
+    except (LandscapeError, KeyError, TypeError):
+        return f"its {MANIFEST} is missing or unreadable"
+    for rel, want in files.items():
+        p = folder / rel
+        if not p.is_file():
+            return f"{rel} is missing"
+        if p.stat().st_size != want["size"]:
+            return f"{rel} has {p.stat().st_size} bytes, not {want['size']}"
+        if hashes and _sha256(p) != want["sha256"]:
+            return f"{rel} does not hold the bytes it was built with"
+    return None

@@ -18,7 +18,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from landscape.io import building_folder, read_json, write_json
+from landscape.io import (
+    MANIFEST,
+    building_folder,
+    manifest_problem,
+    read_json,
+    write_json,
+    write_manifest,
+)
 from landscape.toy import data
 from landscape.toy.tokenizer import train_tokenizer, vocab_rows
 from landscape.train import TrainConfig, train
@@ -204,6 +211,25 @@ def build_pair(out: Path, seed: int = 0) -> dict:
 def _build_atomically(final: Path, build) -> None:
     with building_folder(final, exist_ok=True) as tmp:  # exist_ok: another process was first
         build(tmp)
+        write_manifest(tmp)
+
+
+def _cached(final: Path, marker: str, build, what: str) -> bool:
+    """`final` as built by `build`, made on first use and checked on every use: a copy that
+    does not match its manifest (a truncated or overwritten file) is built again, with one
+    log line. A cache from before manifests gets one, from what it holds now. Returns
+    whether it was built here."""
+    if (final / marker).exists():
+        if not (final / MANIFEST).exists():
+            write_manifest(final)
+            return False
+        problem = manifest_problem(final)
+        if problem is None:
+            return False
+        log.warning("the cached %s in %s is damaged (%s): building it again", what, final, problem)
+        shutil.rmtree(final)
+    _build_atomically(final, build)
+    return True
 
 
 def toy_pair(seed: int = 0, rebuild: bool = False) -> ToyPair:
@@ -212,15 +238,13 @@ def toy_pair(seed: int = 0, rebuild: bool = False) -> ToyPair:
     pair_dir = root / "pair"
     if rebuild and pair_dir.exists():
         shutil.rmtree(pair_dir)
-    if not (pair_dir / "metrics.json").exists():
-        log.info(
-            "building the toy pair (seed %d) in %s; this takes a few minutes once", seed, pair_dir
-        )
-        _build_atomically(pair_dir, lambda tmp: build_pair(tmp, seed))
-        log.info(
-            "toy pair built:\n%s",
-            format_metrics(read_json(pair_dir / "metrics.json")),
-        )
+
+    def build(tmp: Path) -> None:
+        log.info("building the toy pair (seed %d) in %s; this takes a few minutes", seed, pair_dir)
+        build_pair(tmp, seed)
+
+    if _cached(pair_dir, "metrics.json", build, "toy pair"):
+        log.info("toy pair built:\n%s", format_metrics(read_json(pair_dir / "metrics.json")))
     return ToyPair(pair_dir / "base", pair_dir / "aligned", pair_dir / "metrics.json")
 
 
@@ -256,7 +280,9 @@ def toy_finetune(kind: str, seed: int = 0, n: int | None = None) -> Path:
         train(model, tokenizer, examples, cfg)
         _save(model, tokenizer, tmp)
 
-    if not (final / "config.json").exists():
+    def logged(tmp: Path) -> None:
         log.info("fine-tuning the aligned toy model on %s data into %s", kind, final)
-        _build_atomically(final, build)
+        build(tmp)
+
+    _cached(final, "config.json", logged, f"{kind} fine-tune")
     return final
