@@ -17,7 +17,7 @@ from landscape.asft.evaluate import evaluate, hs_key, load_judges
 from landscape.asft.finetune import finetune, training_data
 from landscape.asft.methods import alt_variant, anchor_direction, target_names
 from landscape.asft.table import rows_markdown, table2_rows
-from landscape.io import atomic_write, read_json, write_json
+from landscape.io import atomic_write, folder_lock, read_json, write_json
 from landscape.models import load_model
 
 log = logging.getLogger(__name__)
@@ -161,26 +161,28 @@ def compare(
     for (_, run), folder in zip(runs, folders):
         check_run_folder(run, folder)
     judges = _Judges(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    before = _before(cfg, task, judges, out)
+    with folder_lock(out):  # one comparison per folder at a time
+        before = _before(cfg, task, judges, out)
 
-    first = hs_key(parse_specs(cfg.judge)[0][0])
-    rows = [
-        _row(label, run, finetune(run, folder, judges=judges), first)
-        for (label, run), folder in tqdm(list(zip(runs, folders)), desc="compare")
-    ]
-    _write_csv(out / "results.csv", rows)
-    diag = None
-    source = _harmful_source(cfg, runs, folders)
-    if source is None and cfg.aligned is not None:
-        log.info("no harmful direction for the diagnostics: pass --harmful or compare sft at p > 0")
-    else:
-        variants = sorted({r.variant for _, r in runs if r.method == "asft"}) or [cfg.variant]
-        diag = diagnostics(dataclasses.replace(cfg, harmful=source), variants)
-        write_json(out / "diagnostics.json", diag)
-    table = {"before": before, "rows": rows, "ratios": ratios, "diagnostics": diag}
-    atomic_write(out / "table.md", format_table(table) + "\n")
-    return table
+        first = hs_key(parse_specs(cfg.judge)[0][0])
+        rows = [
+            _row(label, run, finetune(run, folder, judges=judges), first)
+            for (label, run), folder in tqdm(list(zip(runs, folders)), desc="compare")
+        ]
+        _write_csv(out / "results.csv", rows)
+        diag = None
+        source = _harmful_source(cfg, runs, folders)
+        if source is None and cfg.aligned is not None:
+            log.info(
+                "no harmful direction for the diagnostics: pass --harmful or compare sft at p > 0"
+            )
+        else:
+            variants = sorted({r.variant for _, r in runs if r.method == "asft"}) or [cfg.variant]
+            diag = diagnostics(dataclasses.replace(cfg, harmful=source), variants)
+            write_json(out / "diagnostics.json", diag)
+        table = {"before": before, "rows": rows, "ratios": ratios, "diagnostics": diag}
+        atomic_write(out / "table.md", format_table(table) + "\n")
+        return table
 
 
 def format_table(table: dict) -> str:

@@ -43,6 +43,36 @@ class Generator:
         if temperature < 0 or not 0 < top_p <= 1:
             raise LandscapeError("temperature must be >= 0 and top_p in (0, 1]")
 
+    def context_length(self) -> int | None:
+        """The model's context in tokens (None where its config does not say)."""
+        return getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+
+    def check_lengths(self, prompts: list[str]) -> None:
+        """A one-line LandscapeError naming the first prompt that, inside the chat template,
+        leaves no room for max_new_tokens in the model's context: checked before a run
+        writes anything, rather than failing deep inside generation (or on a huge
+        allocation) at some point of the grid."""
+        from landscape.prompts import render_chat
+
+        context = self.context_length()
+        if context is None:
+            return
+        room = context - self.max_new_tokens
+        if room < 1:
+            raise LandscapeError(
+                f"--max-new-tokens {self.max_new_tokens} leaves no room for a prompt in the "
+                f"model's {context}-token context"
+            )
+        add_special = not getattr(self.tokenizer, "chat_template", None)
+        for i, prompt in enumerate(prompts, 1):
+            text = render_chat(self.tokenizer, prompt, self.system_prompt)
+            n = len(self.tokenizer(text, add_special_tokens=add_special)["input_ids"])
+            if n > room:
+                raise LandscapeError(
+                    f"prompt {i} is {n} tokens in the chat template; with --max-new-tokens "
+                    f"{self.max_new_tokens} it does not fit the model's {context}-token context"
+                )
+
     def sync(self) -> None:
         """Called after the weights of the model this generator was built on changed in place
         (at each grid point, and once after the last point, when θ0 is back). Backends that

@@ -224,6 +224,9 @@ class VllmGenerator(Generator):
         tokens = max(self.max_model_len, self.batch_size * (KV_PROMPT_TOKENS + self.max_new_tokens))
         return max(per_token * tokens, 32 << 20)
 
+    def context_length(self) -> int | None:
+        return self.max_model_len  # the engine's own, which may be below the model's
+
     def sync(self) -> None:
         """Load the model's current weights into the engine and drop every cached prefix."""
         # All weights, in checkpoint names: vLLM reloads layer by layer and repacks a layer once

@@ -131,9 +131,6 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
         "offload": plan,
     }
     check_same_models(store, env)
-    dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
-    store.create()
-    store.write_env(env)
     gen = get_generator(
         cfg.backend,
         model,
@@ -143,6 +140,10 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
         temperature=cfg.temperature,
         system_prompt=cfg.system_prompt,
     )
+    gen.check_lengths(prompts)
+    dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
+    store.create()
+    store.write_env(env)
     ctx = RunContext(
         cfg=cfg,
         store=store,

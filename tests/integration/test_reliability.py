@@ -241,3 +241,14 @@ def test_toy_cli_reports_a_cache_it_cannot_use(tmp_path, monkeypatch, capsys):
     assert toy_main([]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error:") and str(cache) in err
+
+
+def test_a_prompt_longer_than_the_context_is_refused_before_writing(inputs, tmp_path, capsys):
+    long = inputs["dir"] / "long.csv"
+    long.write_text("goal\n" + "bread " * 400 + "\n")  # the tiny models' context is 256
+    out = tmp_path / "run"
+    args = _grid(inputs, "--prompts", str(long), out=str(out))
+    assert grid_main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: prompt 1 is") and "256-token context" in err
+    assert not out.exists()
