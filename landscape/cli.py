@@ -26,8 +26,9 @@ T = TypeVar("T")
 
 DEBUG_ENV = "LANDSCAPE_DEBUG"
 _state = {"debug": False}
-# argparse takes only plain negative numbers (-1, -0.5) for values; -1e-3 would be an option.
-_NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+# argparse takes only plain negative numbers (-1, -0.5) for values; -1e-3 would be an option,
+# and so would -inf, which then could not reach the range check that names it.
+_NEGATIVE_NUMBER = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.I)
 
 
 class Parser(argparse.ArgumentParser):

@@ -7,9 +7,11 @@ a truncated last line the same way.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,13 +31,89 @@ def dumps_line(obj) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+# Temporary names carry their writer's PID (`.NAME.tmpPID`, `.NAME.tmp-PID-XXXX`), so that
+# what a killed writer left can be told from what a live one is writing.
+_TEMP = re.compile(r"^\..+\.tmp-?(\d+)(-[^/]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def sweep_temporaries(folder: str | Path, name: str | None = None) -> list[Path]:
+    """Remove the temporary files and folders that killed writers left in `folder` (only
+    those of `name` if given): the ones whose PID is no longer running on this machine.
+    Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        m = _TEMP.match(p.name)
+        if m is None or (name is not None and not p.name.startswith(f".{name}.tmp")):
+            continue
+        if _alive(int(m[1])):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+_NOT_WRITABLE = {
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+def check_writable(path: str | Path, file: bool = False) -> Path:
+    """A one-line LandscapeError unless `path` (a folder to make or fill; with `file`, a file
+    to write) can be written: its nearest existing part must be a folder that takes a new
+    file. Tested by making and removing a probe file, so a read-only mount, a full quota or
+    a path through a plain file is caught before any work starts, and nothing is left."""
+    path = Path(path).expanduser()
+    if file and path.is_dir():
+        raise LandscapeError(f"{path} is a folder; a file is expected there")
+    folder = path.parent if file else path
+    if folder.exists() and not folder.is_dir():
+        raise LandscapeError(f"{folder} is a file, not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LandscapeError(f"cannot make {folder}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".write-probe.tmp{os.getpid()}-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        why = _NOT_WRITABLE.get(e.errno, "permission denied")
+        raise LandscapeError(
+            f"cannot write to {path}: {existing} is not writable ({why})"
+        ) from None
+    return path
+
+
 @contextmanager
 def replacing(path: str | Path) -> Iterator[Path]:
     """A hidden path beside `path` to write to; renamed onto `path` when the block ends
     without an error, removed when it fails. Readers see the old file or the new one, never
-    a half-written one (for writers that want a path, such as safetensors)."""
+    a half-written one (for writers that want a path, such as safetensors). A temporary of
+    `path` that a killed writer left is removed first."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_temporaries(path.parent, path.name)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         yield tmp
@@ -50,10 +128,12 @@ def building_folder(final: str | Path, exist_ok: bool = False) -> Iterator[Path]
     """A fresh hidden folder beside `final` to build in, renamed to `final` when the block
     ends without an error and removed when it fails: `final` never exists half-built. If
     `final` exists by then, `exist_ok` keeps it and drops the new build (another process
-    finished first); otherwise an empty `final` is replaced and a non-empty one is an error."""
+    finished first); otherwise an empty `final` is replaced and a non-empty one is an error.
+    Builds of `final` that killed processes left are removed first."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    sweep_temporaries(final.parent, final.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
         if final.exists() and exist_ok:
@@ -75,7 +155,8 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
     """Hold `folder`'s advisory lock (`flock` on `.lock` inside it) for the block: one writer
     per run folder. A second process gets a one-line LandscapeError naming the holder's
     PID. The kernel drops the lock when its holder dies, so a killed run's lock file never
-    blocks the rerun. A folder made here is removed again if the block fails while the
+    blocks the rerun. Once the lock is held, the temporaries that killed writers left in the
+    folder are removed. A folder made here is removed again if the block fails while the
     lock file is all it holds."""
     import fcntl  # POSIX only, like the clusters this runs on
 
@@ -94,6 +175,7 @@ def folder_lock(folder: str | Path) -> Iterator[Path]:
             "end, or choose another output folder"
         ) from None
     try:
+        sweep_temporaries(folder)
         f.seek(0)
         f.truncate()
         f.write(f"{os.getpid()}\n")
@@ -217,16 +299,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_manifest(folder: str | Path) -> Path:
+def write_manifest(folder: str | Path, rebuild: str | None = None) -> Path:
     """`manifest.json` in `folder`: each file's size and SHA-256, so that a cache can tell
-    a damaged copy (a truncated or overwritten weight file) from a good one."""
+    a damaged copy (a truncated or overwritten weight file) from a good one; `rebuild` is
+    the command that makes the folder again, named when it is found damaged."""
     folder = Path(folder)
     files = {
         str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
-    return write_json(folder / MANIFEST, {"files": files})
+    record = {"files": files, **({"rebuild": rebuild} if rebuild else {})}
+    return write_json(folder / MANIFEST, record)
 
 
 def manifest_problem(folder: str | Path, hashes: bool = True) -> str | None:

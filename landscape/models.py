@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from landscape.cli import option
 from landscape.errors import LandscapeError
 from landscape.io import is_local
 
@@ -79,6 +81,45 @@ def _check_gguf(path: Path) -> None:
         raise LandscapeError(f"{path} holds a {arch!r} model, which is not a causal language model")
 
 
+def check_model_folder(path: str | os.PathLike, hashes: bool = False) -> None:
+    """A one-line LandscapeError when `path` is a model folder that the toolkit built (it
+    holds a manifest.json) and no longer holds what was recorded: a file missing or of
+    another size, or with `hashes` (`--verify`), other bytes. Names the command that
+    rebuilds it. Folders without a manifest (downloads, others' models) are not checked."""
+    from landscape.io import MANIFEST, manifest_problem, read_json
+
+    folder = Path(path).expanduser()
+    if not (folder / MANIFEST).is_file():
+        return
+    problem = manifest_problem(folder, hashes=hashes)
+    if problem is None:
+        return
+    try:
+        rebuild = read_json(folder / MANIFEST).get("rebuild")
+    except (LandscapeError, AttributeError):
+        rebuild = None
+    fix = f"rebuild it with: {rebuild}" if rebuild else "copy it again from where it came from"
+    raise LandscapeError(f"the model folder {folder} is damaged ({problem}): {fix}")
+
+
+@dataclass
+class ModelOptions:
+    """The option that every command loading a model pair shares."""
+
+    verify: bool = option(
+        False,
+        "check model folders that the toolkit built against their manifest byte for byte "
+        "(SHA-256), not only file by file in size",
+    )
+
+    def check_model_files(self, *paths: str | None) -> None:
+        """Each local model folder among `paths` against its manifest: sizes always,
+        hashes with --verify (before any model is loaded)."""
+        for p in paths:
+            if p and is_local(p) and Path(p).expanduser().is_dir():
+                check_model_folder(p, hashes=self.verify)
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     dtype: str | torch.dtype = "float32",
@@ -88,7 +129,8 @@ def load_model(
     """Return `(model, tokenizer)` ready for batched generation: eval mode, left padding, a pad token.
 
     `name_or_path` may also be a `.gguf` file, or a folder with `gguf_file` naming one in it
-    (dequantised by transformers to `dtype`)."""
+    (dequantised by transformers to `dtype`). A folder that the toolkit built is checked
+    against its manifest's file sizes first (`check_model_folder`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = str(name_or_path)
@@ -101,6 +143,8 @@ def load_model(
         name = str(local)
     if local.exists():
         name = str(local)
+        if local.is_dir():
+            check_model_folder(local)
     elif is_local(name):
         raise LandscapeError(f"path does not exist: {name}")
     if gguf_file and local.exists():

@@ -88,15 +88,23 @@ def _predicate(part: str):
     raise LandscapeError(f"unknown scope {part!r}: use one of {', '.join(SCOPES)} or re:PATTERN")
 
 
+def check(scope: str) -> None:
+    """A one-line LandscapeError when `scope` is not a scope (an unknown name, a bad regex),
+    found without a model, so that a bad --scope fails before anything is loaded."""
+    parts = _parts(scope or "")
+    if not parts:
+        raise LandscapeError("empty scope: use one of " + ", ".join(SCOPES) + " or re:PATTERN")
+    for p in parts:
+        _predicate(p)
+
+
 def select(
     model_or_named_params: nn.Module | Mapping[str, torch.Tensor] | Iterable,
     scope: str = "blocks",
 ) -> list[str]:
     """Names of the floating parameters that `scope` covers, in the model's order."""
-    parts = _parts(scope or "")
-    if not parts:
-        raise LandscapeError("empty scope: use one of " + ", ".join(SCOPES) + " or re:PATTERN")
-    preds = [_predicate(p) for p in parts]
+    check(scope)
+    preds = [_predicate(p) for p in _parts(scope)]
     names = [
         n
         for n, t in _named(model_or_named_params)

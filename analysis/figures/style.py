@@ -14,7 +14,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from landscape.errors import LandscapeError
-from landscape.io import replacing
+from landscape.io import check_writable, replacing
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -51,11 +51,12 @@ def styled():
 
 
 def prepare_out(out: str | Path) -> Path:
-    """The output folder as a Path; LandscapeError when it exists and is not a folder."""
+    """The output folder as a Path; LandscapeError when it exists and is not a folder, or
+    cannot be made or written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise LandscapeError(f"--out {out}: exists and is not a folder")
-    return out
+    return check_writable(out)
 
 
 def save_figure(fig: Figure, path: Path, **savefig_kw) -> Path:

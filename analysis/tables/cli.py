@@ -26,6 +26,7 @@ from analysis.tables.build import DEFAULT_FORMAT, FLOAT_FORMATS, build_tables
 from analysis.tables.render import to_markdown, write
 from landscape.cli import Parser, run_cli
 from landscape.errors import LandscapeError
+from landscape.io import check_writable
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,12 +88,15 @@ def _write_all(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
         raise LandscapeError(f"cannot write the tables into {out}: {e}") from None
 
 
+def _build(a: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    check_writable(a.out)  # before the inputs are read: a bad --out fails first
+    return build_tables(a.inputs, a.against, a.per_tensor, a.judge, a.per_layer)
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     with _holding_warnings() as warnings:
-        tables = run_cli(
-            lambda: build_tables(a.inputs, a.against, a.per_tensor, a.judge, a.per_layer)
-        )
+        tables = run_cli(lambda: _build(a))
     if tables is None:
         return 2
     for m in warnings:

@@ -17,7 +17,7 @@ from landscape.asft.evaluate import evaluate, hs_key, load_judges
 from landscape.asft.finetune import finetune, training_data
 from landscape.asft.methods import alt_variant, anchor_direction, target_names
 from landscape.asft.table import rows_markdown, table2_rows
-from landscape.io import atomic_write, folder_lock, read_json, write_json
+from landscape.io import atomic_write, check_writable, folder_lock, read_json, write_json
 from landscape.models import load_model
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ def compare(
     runs = list(_runs(cfg, methods, ratios, variants))
     for _, run in runs:  # all bad input is caught before any work starts
         run.validate()
+    check_writable(out)
     task, _, _ = training_data(cfg)
     folders = [
         out / f"{label.replace('[', '-').replace(']', '').replace(':', '')}-p{run.p}"

@@ -14,6 +14,7 @@ from landscape.cli import option
 from landscape.errors import LandscapeError
 from landscape.io import read_json
 from landscape.judges.options import JudgeOptions
+from landscape.models import ModelOptions
 from landscape.world import is_world_spec
 
 ASFT_JUDGE_HELP = (
@@ -23,7 +24,7 @@ ASFT_JUDGE_HELP = (
 
 
 @dataclass
-class AsftConfig(JudgeOptions):
+class AsftConfig(JudgeOptions, ModelOptions):
     method: str = option("asft", "the fine-tuning method", choices=METHODS)
     variant: str = option(
         "flat+one-sided",
@@ -107,6 +108,7 @@ class AsftConfig(JudgeOptions):
         if self.eval_batch_size < 1 or self.max_len < 2:
             raise LandscapeError("--eval-batch-size must be at least 1, --max-len at least 2")
         self.check_judges()
+        self.check_model_files(self.base, self.aligned, self.harmful)
         for flag, path in (
             ("--harmful-data", self.harmful_data),
             ("--safety-data", self.safety_data),
@@ -137,6 +139,7 @@ class AsftConfig(JudgeOptions):
     def _check_numbers(self) -> None:
         """Every numeric option finite and in range (NaN passes no comparison above)."""
         in_range(self.n, "--n", ge=1)
+        in_range(self.seed, "--seed", ge=0)  # numpy's generators take no negative seed
         in_range(self.lora_r, "--lora-r", ge=1)
         in_range(self.lora_alpha, "--lora-alpha", gt=0)
         in_range(self.lora_dropout, "--lora-dropout", ge=0, lt=1)
@@ -185,7 +188,7 @@ LATER = (
     "max_len",
 )
 # A placement, not a setting: never stored, a run may resume with another.
-PLACEMENT = ("judge_batch_size",)
+PLACEMENT = ("judge_batch_size", "verify")
 
 
 def stored_config(config: dict) -> dict:

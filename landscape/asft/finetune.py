@@ -21,7 +21,7 @@ from landscape.asft.data import Example, Task, load_pairs, load_task, poisoned_m
 from landscape.asft.evaluate import evaluate, load_judges
 from landscape.asft.methods import METHODS, Method, anchor_direction, get_method, target_names
 from landscape.directions import model_paths
-from landscape.io import folder_lock, read_json, write_json
+from landscape.io import check_writable, folder_lock, read_json, write_json
 from landscape.models import load_model
 from landscape.prompts import load_prompts
 from landscape.train import train
@@ -106,7 +106,7 @@ def finetune(
     training rather than after."""
     cfg.validate()
     method = get_method(cfg.method)
-    out = Path(out)
+    out = check_writable(out)
     result_path = out / "result.json"
     config = check_run_folder(cfg, out)
     if (out / "config.json").exists() and result_path.exists():

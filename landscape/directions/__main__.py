@@ -12,6 +12,15 @@ from landscape.cli import Parser, run_cli
 from landscape.directions.builders import from_checkpoint, random
 from landscape.directions.sources import FINETUNED, build, model_paths, parse_kind
 from landscape.errors import LandscapeError
+from landscape.io import check_writable
+
+
+def _check_common(a) -> None:
+    from landscape import scope
+    from landscape.checks import in_range
+
+    in_range(a.seed, "--seed", ge=0)
+    scope.check(a.scope)
 
 
 def save_direction(a) -> Path:
@@ -22,6 +31,8 @@ def save_direction(a) -> Path:
 
     if a.out.suffix != ".safetensors":
         raise LandscapeError(f"--out must end in .safetensors, got {a.out}")
+    _check_common(a)
+    check_writable(a.out, file=True)
     kind = parse_kind(a.kind).kind
     on_world = a.aligned is None
     if kind in FINETUNED and a.source is None and not on_world:
@@ -60,6 +71,8 @@ def sample_directions(a) -> list[Path]:
 
     if any(n < 1 for n in a.samples):
         raise LandscapeError(f"--samples must be positive, got {a.samples}")
+    _check_common(a)
+    check_writable(a.out)
     world = get_world()
     base_path, aligned_path = model_paths(None, None, a.seed)
     model, _ = load_model(aligned_path, dtype="float32", device="cpu")

@@ -19,6 +19,7 @@ from landscape.errors import LandscapeError
 from landscape.generate import GENERATORS, check_backend
 from landscape.io import is_local
 from landscape.judges.options import JudgeOptions
+from landscape.models import ModelOptions
 from landscape.perturb import OFFLOADS
 
 # The options that a dense grid's config.json leaves out unless --epl-search is on.
@@ -28,7 +29,7 @@ _FINETUNE_HELP = "fine-tuned folder, LoRA adapter folder or .safetensors"
 
 
 @dataclass
-class GridConfig(JudgeOptions):
+class GridConfig(JudgeOptions, ModelOptions):
     dirs: list[str] = option(
         help=f"one (1-D curve) or two (2-D surface) of: {', '.join(DIRECTION_KINDS)}",
         factory=lambda: ["aligned", "harm"],
@@ -116,6 +117,7 @@ class GridConfig(JudgeOptions):
             self._check_search()
         self._check_models()
         self.check_judges()
+        self.check_model_files(self.base, self.aligned, self.harmful, self.benign)
 
     def _check_dirs(self) -> None:
         if not 1 <= len(self.dirs) <= 2:
@@ -140,11 +142,15 @@ class GridConfig(JudgeOptions):
             raise LandscapeError(f"unknown --norm {self.norm!r}; valid: {', '.join(NORMS)}")
         if self.tau is not None and not 0 <= self.tau <= 1:
             raise LandscapeError(f"--tau is an ASR in [0, 1], got {self.tau}")
+        scope.check(self.scope)
 
     def _check_generation(self) -> None:
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LandscapeError("--samples, --max-new-tokens and --batch-size must be at least 1")
         in_range(self.temperature, "--temperature", ge=0)
+        in_range(self.seed, "--seed", ge=0)  # numpy's generators take no negative seed
+        if self.n_prompts is not None:
+            in_range(self.n_prompts, "--n-prompts", ge=1)
         points = self.steps ** len(self.dirs)
         if points > self.max_points:
             raise LandscapeError(
@@ -218,6 +224,7 @@ def run_config(cfg: GridConfig, judges) -> dict:
     config.pop("offload")  # a placement, not a setting: a run may resume with another
     config.pop("judge_batch_size")  # likewise
     config.pop("max_points")  # a guard on the command, not a setting of the run
+    config.pop("verify")  # likewise
     weights = {j.name: j.weights for j in judges if getattr(j, "weights", None)}
     if weights:  # which judge model decided is part of the result
         config["judge_weights"] = weights

@@ -20,7 +20,7 @@ from landscape.grid.config import GridConfig, run_config
 from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
-from landscape.io import folder_lock, read_json, read_jsonl
+from landscape.io import check_writable, folder_lock, read_json, read_jsonl
 from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
@@ -170,7 +170,7 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
     Everything that can fail on bad input is checked before the folder is touched.
     """
     cfg.validate()
-    out = Path(out)
+    out = check_writable(out)
     judges = cfg.load_judges(cfg.on_world, cfg.device)
     prompts = load_prompts(cfg.prompts, cfg.prompt_column, cfg.n_prompts, cfg.seed)
     store = RunStore(out, run_config(cfg, judges))

@@ -10,7 +10,7 @@ from landscape.errors import LandscapeError
 from landscape.grid.config import config_from, parse_shard
 from landscape.grid.dense import grid_points, shard_points
 from landscape.grid.summary import judge_agreement, summarize
-from landscape.io import dumps_json, raw_jsonl, read_json
+from landscape.io import check_writable, dumps_json, raw_jsonl, read_json
 from landscape.registry import after_run
 from landscape.store import first_difference, read_config, write_folder
 
@@ -111,6 +111,7 @@ def merge_runs(runs: list[str | Path], out: str | Path) -> dict:
     runs, out = [Path(r) for r in runs], Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise LandscapeError(f"{out} exists and is not an empty folder; merge into a new one")
+    check_writable(out)
     base, count, shards = _check_shards(runs)
     cfg = config_from(base)
     axes = cfg.axes()

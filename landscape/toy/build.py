@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from landscape.checks import in_range
 from landscape.io import (
     MANIFEST,
     building_folder,
@@ -234,6 +235,7 @@ def _cached(final: Path, marker: str, build, what: str) -> bool:
 
 def toy_pair(seed: int = 0, rebuild: bool = False) -> ToyPair:
     """Folders of the toy base and aligned models, building them on first use."""
+    in_range(seed, "--seed", ge=0)  # before a build of minutes on a seed numpy refuses
     root = _root(seed)
     pair_dir = root / "pair"
     if rebuild and pair_dir.exists():

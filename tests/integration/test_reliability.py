@@ -17,9 +17,12 @@ from landscape.directions.__main__ import main as directions_main
 from landscape.errors import LandscapeError
 from landscape.grid import main as grid_main
 from landscape.io import LOCK_NAME, folder_lock
+from landscape.toy.__main__ import main as toy_main
 
 COMMANDS = {
     "grid": grid_main,
+    "merge": lambda argv: grid_main(["merge", *argv]),
+    "toy": toy_main,
     "asft": asft_main,
     "directions": directions_main,
     "tables": tables_main,
@@ -116,6 +119,85 @@ CASES = [
     ),  # fmt: skip
     ("tables", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a JSON object"),
     ("tables", lambda i: [str(i["dir"] / "badjson"), "--out", "OUT"], "not valid JSON"),
+    # Zero, negative, NaN and infinite values of the numeric options not covered above.
+    ("grid", lambda i: _grid(i, "--steps", "-5"), "--steps must be at least 2"),
+    ("grid", lambda i: _grid(i, "--range", "-inf", "1"), "--range must be two finite"),
+    ("grid", lambda i: _grid(i, "--temperature", "inf"), "--temperature must be a finite"),
+    ("grid", lambda i: _grid(i, "--tau", "-0.1"), "--tau is an ASR"),
+    ("grid", lambda i: _grid(i, "--tau", "nan"), "--tau is an ASR"),
+    ("grid", lambda i: _grid(i, "--n-prompts", "0"), "--n-prompts"),
+    ("grid", lambda i: _grid(i, "--n-prompts", "-2"), "--n-prompts"),
+    ("grid", lambda i: _grid(i, "--max-new-tokens", "-1"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, "--batch-size", "0"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, "--samples", "-1"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, "--judge-batch-size", "-4"), "--judge-batch-size"),
+    ("grid", lambda i: _grid(i, "--max-points", "0"), "--max-points"),
+    ("grid", lambda i: _grid(i, "--epl-search", "--epl-batch", "0"), "--epl-batch"),
+    ("grid", lambda i: _grid(i, "--epl-search", "--epl-tol", "-1"), "--epl-tol"),
+    ("grid", lambda i: _grid(i, "--epl-search", "--epl-tol", "inf"), "--epl-tol"),
+    ("grid", lambda i: _grid(i, "--epl-search", "--epl-confidence", "0"), "--epl-confidence"),
+    ("grid", lambda i: _grid(i, "--seed", "-1"), "--seed"),
+    ("grid", lambda i: _grid(i, "--shard", "2/2"), "out of range"),
+    ("grid", lambda i: _grid(i, "--shard", "0/2", "--epl-search"), "cannot be split"),
+    ("grid", lambda i: _grid(i, "--dirs", "random", "random"), "the same direction twice"),
+    ("grid", lambda i: _grid(i, "--dtype", "float7"), "unknown dtype"),
+    ("grid", lambda i: _grid(i, "--device", "tpu:9"), "unknown device"),
+    ("grid", lambda i: _grid(i, "--scope", "re:["), "bad scope regex"),
+    ("grid", lambda i: _grid(i, "--prompt-column", "nope"), "nope"),
+    ("grid", lambda i: _grid(i, "--judge", f"keyword:{i['dir'] / 'latin1.csv'}"), "not UTF-8"),
+    ("asft", lambda i: _train("--lr", "inf"), "--lr must be a finite number"),
+    ("asft", lambda i: _train("--lr", "-1"), "--lr must be > 0"),
+    ("asft", lambda i: _train("--epochs", "0"), "--epochs must be > 0"),
+    ("asft", lambda i: _train("--epochs", "nan"), "--epochs must be a finite"),
+    ("asft", lambda i: _train("--batch-size", "-1"), "--batch-size must be >= 1"),
+    ("asft", lambda i: _train("--n", "-5"), "--n must be >= 1"),
+    ("asft", lambda i: _train("--p", "nan"), "poison ratio"),
+    ("asft", lambda i: _train("--lam", "inf"), "--lam (λ) must be a finite"),
+    ("asft", lambda i: _train("--lora-alpha", "0"), "--lora-alpha must be > 0"),
+    ("asft", lambda i: _train("--lora-dropout", "nan"), "--lora-dropout must be"),
+    ("asft", lambda i: _train("--safelora-threshold", "nan"), "--safelora-threshold"),
+    ("asft", lambda i: _train("--safelora-k", "0"), "--safelora-k"),
+    ("asft", lambda i: _train("--safety-share", "1.5"), "--safety-share must be"),
+    ("asft", lambda i: _train("--eval-batch-size", "0"), "--eval-batch-size"),
+    ("asft", lambda i: _train("--max-len", "1"), "--max-len"),
+    ("asft", lambda i: _train("--judge-batch-size", "0"), "--judge-batch-size"),
+    ("asft", lambda i: _train("--variant", "subspace:0"), "subspace"),
+    ("asft", lambda i: _train("--task", str(i["dir"] / "nope.jsonl")), "nope.jsonl"),
+    ("asft", lambda i: _train("--task", str(i["dir"] / "latin1.csv")), "not UTF-8"),
+    ("asft", lambda i: _train("--harmful-data", str(i["dir"] / "nope.csv")), "does not exist"),
+    ("asft", lambda i: _train("--seed", "-1"), "--seed"),
+    ("asft", lambda i: _train("--dtype", "float7"), "unknown dtype"),
+    ("asft", lambda i: _train("--out", str(i["dir"] / "plain_file" / "run")), "plain_file"),
+    ("asft", lambda i: ["compare", "--out", "OUT", "--poison-ratio", "2"], "poison ratio"),
+    ("asft", lambda i: ["compare", "--out", "OUT", "--methods", "nope"], "invalid choice"),
+    ("directions", lambda i: ["samples", "--samples", "0", "--out", "OUT"], "--samples"),
+    (
+        "directions",
+        lambda i: ["save", "harmful", *i["pair"], "--out", "OUT.safetensors"],
+        "needs --source",
+    ),  # fmt: skip
+    (
+        "directions",
+        lambda i: ["save", "random", "--seed", "-1", "--out", "OUT.safetensors"],
+        "--seed",
+    ),  # fmt: skip
+    ("merge", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a shard"),
+    ("merge", lambda i: [str(i["dir"]), "--out", "OUT"], "not a run folder"),
+    ("merge", lambda i: [str(i["dir"] / "arrayrun"), "--out", str(i["dir"])], "not an empty"),
+    ("tables", lambda i: [str(i["dir"] / "nope"), "--out", "OUT"], "nope"),
+    (
+        "tables",
+        lambda i: [str(i["dir"] / "arrayrun"), "--out", str(i["dir"] / "plain_file")],
+        "plain_file",
+    ),  # fmt: skip
+    ("figures", lambda i: [str(i["dir"] / "nope"), "--out", "OUT"], "nope"),
+    (
+        "figures",
+        lambda i: [str(i["dir"] / "arrayrun"), "--kind", "pie", "--out", "OUT"],
+        "invalid choice",
+    ),  # fmt: skip
+    ("toy", lambda i: ["--seed", "-1"], "--seed"),
+    ("toy", lambda i: ["--seed", "x"], "invalid int value"),
     ("tables", lambda i: [str(i["dir"] / "arrayrun"), "--out", "OUT"], "does not hold a config"),
     ("figures", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a JSON object"),
     ("figures", lambda i: [str(i["dir"] / "badjson"), "--out", "OUT"], "not valid JSON"),
@@ -233,8 +315,6 @@ def test_a_full_disk_is_one_line(inputs, tmp_path, monkeypatch, capsys):
 
 
 def test_toy_cli_reports_a_cache_it_cannot_use(tmp_path, monkeypatch, capsys):
-    from landscape.toy.__main__ import main as toy_main
-
     cache = tmp_path / "cache"
     cache.write_text("a file, not a folder")
     monkeypatch.setenv("LANDSCAPE_CACHE", str(cache))
