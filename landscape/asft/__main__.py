@@ -17,7 +17,7 @@ from pathlib import Path
 from landscape.cli import Parser, add_options, from_options, run_cli
 
 # Options that only `compare` has: what to sweep instead of one method at one ratio.
-_SWEPT = ("method", "p")
+_SWEPT = ("method", "p", "anchor")  # compare sets the anchor itself (--controls)
 
 
 def _parser() -> Parser:
@@ -54,6 +54,12 @@ def _parser() -> Parser:
     c.add_argument(
         "--variants", nargs="+", help="asft penalty variants to compare (default: --variant)"
     )
+    c.add_argument(
+        "--controls",
+        action="store_true",
+        help="beside every asft variant, the isotropic control (--variant l2) and the variant "
+        "anchored to a norm-matched random direction (--anchor random:SEED)",
+    )
     c.add_argument("--out", type=Path, default=Path("runs/compare"), help="the comparison's folder")
     add_options(c, AsftConfig, exclude=_SWEPT)
     return p
@@ -67,12 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         from landscape.asft.compare import compare, format_table
         from landscape.asft.config import AsftConfig
         from landscape.asft.finetune import finetune
+        from landscape.asft.methods import get_method
 
         cfg = from_options(AsftConfig, a)
         if a.cmd == "train":
             r = finetune(cfg, a.out)
-            return f"HS {r['hs']:.3f}   FA {r['fa']:.3f}   ({a.out})"
-        table = compare(cfg, a.methods, a.poison_ratio, a.out, variants=a.variants or [a.variant])
+            lam = ""
+            if get_method(cfg.method).penalty is not None:
+                lam = f"   λ {cfg.lam_toolkit:g} (released code's scale: {cfg.lam_released:g})"
+            return f"HS {r['hs']:.3f}   FA {r['fa']:.3f}{lam}   ({a.out})"
+        table = compare(
+            cfg,
+            a.methods,
+            a.poison_ratio,
+            a.out,
+            variants=a.variants or [a.variant],
+            controls=a.controls,
+        )
         return f"{format_table(table)}\nrun folder: {a.out}"
 
     report = run_cli(work)

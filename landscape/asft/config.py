@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from landscape.asft.methods import METHODS, get_method
+from landscape.asft.methods import METHODS, get_method, parse_anchor
 from landscape.checks import in_range
 from landscape.cli import option
 from landscape.errors import LandscapeError
@@ -23,6 +23,9 @@ ASFT_JUDGE_HELP = (
 )
 
 
+LAM_SCALES = ("toolkit", "released")
+
+
 @dataclass
 class AsftConfig(JudgeOptions, ModelOptions):
     method: str = option("asft", "the fine-tuning method", choices=METHODS)
@@ -31,7 +34,11 @@ class AsftConfig(JudgeOptions, ModelOptions):
         "penalty: safelora | subspace:K | flat, optionally +one-sided (asft-alt penalises "
         "the inside of the same subspace)",
     )
-    lam: float = option(1.0, "penalty weight λ")
+    lam: float = option(
+        1.0,
+        "penalty weight λ, on the scale of --lam-scale (toolkit: ΔW includes peft's scaling "
+        "s = lora_alpha/r; released: the released AsFT code's λ, whose penalty leaves s out)",
+    )
     task: str = option("toy:sst2", "toy:sst2 | toy:agnews | toy:gsm8k | TRAIN.jsonl[,TEST.jsonl]")
     n: int = option(1000, "training samples in all")
     p: float = option(0.1, "poison ratio")
@@ -90,11 +97,41 @@ class AsftConfig(JudgeOptions, ModelOptions):
     )
     eval_batch_size: int = option(64, "prompts per evaluation generation batch")
     max_len: int = option(256, "training sequence length (tokens)")
+    # Controls and fidelity switches (stored only when set, like the fields above).
+    anchor: str | None = option(
+        None,
+        "asft, asft-alt, safelora: anchor to random:SEED instead of the method's own direction, "
+        "a seeded random control with each module's tensor rescaled to the own direction's "
+        "norm (for subspace:K, a random K-dimensional subspace)",
+        metavar="random:SEED",
+    )
+    lam_scale: str = option(
+        "toolkit",
+        "the scale --lam is given on: toolkit (ΔW with peft's scaling s) or released (the "
+        "released AsFT code's λ, which equals λ_toolkit·s²)",
+        choices=LAM_SCALES,
+    )
 
     @property
     def on_world(self) -> bool:
         """Whether the run is on the default world's pair (no models named)."""
         return self.aligned is None
+
+    @property
+    def scaling(self) -> float:
+        """s, the factor peft puts on B A (lora_alpha/r); 1 for full fine-tuning."""
+        return 1.0 if self.full else self.lora_alpha / self.lora_r
+
+    @property
+    def lam_toolkit(self) -> float:
+        """λ as the penalty applies it, to ΔW with its scaling s."""
+        return self.lam if self.lam_scale == "toolkit" else self.lam / self.scaling**2
+
+    @property
+    def lam_released(self) -> float:
+        """The same strength on the released AsFT code's scale (its penalty leaves s out of
+        ΔW, so its λ is ours times s²: 16 at lora_alpha 32, r 8)."""
+        return self.lam_toolkit * self.scaling**2
 
     def validate(self) -> None:
         """Every check that needs no model: bad input fails before any work starts."""
@@ -135,6 +172,11 @@ class AsftConfig(JudgeOptions, ModelOptions):
             from landscape.asft.penalty.variants import parse_variant
 
             parse_variant(method.penalty(self.variant))
+        if parse_anchor(self.anchor) is not None and method.anchor is None:
+            raise LandscapeError(
+                f"--anchor replaces the direction a method anchors to; {method.name} has none "
+                "(use asft, asft-alt or safelora)"
+            )
 
     def _check_numbers(self) -> None:
         """Every numeric option finite and in range (NaN passes no comparison above)."""
@@ -177,6 +219,8 @@ class AsftConfig(JudgeOptions, ModelOptions):
         )
 
 
+# Training settings added later: they do not change the evaluation before fine-tuning.
+TRAINING_LATER = ("anchor", "lam_scale")
 # Fields added after run folders existed: stored only when set away from their defaults.
 LATER = (
     "harmful_data",
@@ -186,6 +230,7 @@ LATER = (
     "system_prompt",
     "eval_batch_size",
     "max_len",
+    *TRAINING_LATER,
 )
 # A placement, not a setting: never stored, a run may resume with another.
 PLACEMENT = ("judge_batch_size", "verify")

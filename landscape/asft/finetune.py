@@ -20,6 +20,7 @@ from landscape.asft.config import AsftConfig, check_run_folder
 from landscape.asft.data import Example, Task, load_pairs, load_task, poisoned_mix
 from landscape.asft.evaluate import evaluate, load_judges
 from landscape.asft.methods import METHODS, Method, anchor_direction, get_method, target_names
+from landscape.asft.update import LazyUpdate, update_report
 from landscape.directions import model_paths
 from landscape.io import check_writable, folder_lock, read_json, write_json
 from landscape.models import load_model
@@ -75,9 +76,33 @@ def _penalty(cfg: AsftConfig, method: Method, trained, theta0, direction):
     from landscape.asft.penalty import AsftPenalty
 
     variant = method.penalty(cfg.variant)
+    log.info(
+        "λ = %g on the toolkit's scale (ΔW with s = %g), %g on the released code's",
+        cfg.lam_toolkit,
+        cfg.scaling,
+        cfg.lam_released,
+    )
     if cfg.full:
-        return AsftPenalty.for_full(trained, theta0, direction, variant, cfg.lam)
-    return AsftPenalty(trained, direction, variant, cfg.lam)
+        return AsftPenalty.for_full(trained, theta0, direction, variant, cfg.lam_toolkit)
+    return AsftPenalty(trained, direction, variant, cfg.lam_toolkit)
+
+
+def _report_direction(cfg: AsftConfig, method: Method, model, names, direction):
+    """The direction the update is measured against, and the variant whose maths measures
+    it: the method's own anchor and penalty, else (SFT, SafeInstr, Safe LoRA) the aligned
+    direction with --variant, so that every row says what AsFT would have penalised; None
+    when no base model gives the aligned direction."""
+    variant = method.penalty(cfg.variant) if method.penalty else cfg.variant
+    if direction is not None:
+        return direction, variant
+    if not cfg.on_world and cfg.base is None:
+        return None, None
+    return anchor_direction("aligned", cfg, model, names), variant
+
+
+def _head_mean(values: list[float], n: int = 20) -> float:
+    head = values[:n]
+    return sum(head) / max(1, len(head))
 
 
 def _data_counts(cfg: AsftConfig, method: Method, examples: list[Example]) -> dict:
@@ -125,6 +150,8 @@ def finetune(
     model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     names = target_names(model, cfg.target_modules)
     direction = anchor_direction(method.anchor, cfg, model, names) if method.anchor else None
+    # Built before LoRA wraps the model (which renames its weights).
+    against, variant = _report_direction(cfg, method, model, names, direction)
 
     with folder_lock(out):  # one writer per run folder, held to the end
         write_json(out / "config.json", config)
@@ -140,6 +167,7 @@ def finetune(
         )
         extra = {method.name: method.post_hoc(trained, direction, cfg)} if method.post_hoc else {}
         seconds = time.perf_counter() - t0
+        update = update_report(LazyUpdate(trained, names, theta0), against, variant)
         if cfg.full:
             trained.save_pretrained(out / "model")
             tokenizer.save_pretrained(out / "model")
@@ -149,12 +177,18 @@ def finetune(
             "method": cfg.method,
             "p": cfg.p,
             "lam": cfg.lam,
+            "lam_scale": cfg.lam_scale,
+            "lam_toolkit": cfg.lam_toolkit,
+            "lam_released": cfg.lam_released,
             "variant": cfg.variant,
+            "anchor": cfg.anchor,
             **evaluate(trained, tokenizer, task, cfg, judges, out / "answers.jsonl"),
             "train_seconds": seconds,
             "data": _data_counts(cfg, method, examples),
+            "initial_loss": _head_mean(history["loss"]),
             "final_loss": _tail_mean(history["loss"]),
             "final_penalty": _tail_mean(history["penalty"]),
+            "update": update,
             **extra,
         }
         write_json(result_path, result)

@@ -23,6 +23,8 @@ from landscape.errors import LandscapeError
 def alt_variant(variant: str) -> str:
     """AsFT-Alt penalises the inside of the harmful direction's subspace."""
     core = variant.split("+")[0]
+    if core == "l2":  # the isotropic control has no inside or outside
+        return core
     return (
         core
         if core.startswith("along-")
@@ -85,16 +87,45 @@ def target_names(model, modules: list[str]) -> list[str]:
     return names
 
 
+def parse_anchor(spec: str | None) -> int | None:
+    """`random:SEED` -> SEED; None (the method's own direction) -> None."""
+    if spec is None:
+        return None
+    kind, colon, seed = spec.partition(":")
+    if kind != "random" or not colon or not seed.isdigit():
+        raise LandscapeError(
+            f"--anchor takes random:SEED (a seeded random control direction), got {spec!r}"
+        )
+    return int(seed)
+
+
+def norm_matched_random(direction, seed: int):
+    """The random-direction control of an anchor: a seeded Gaussian tensor for each of
+    `direction`'s tensors, rescaled to that tensor's norm, so that only its orientation
+    differs (a penalty such as safelora depends on d's scale too). For subspace:k its top-k
+    singular subspace is a uniformly random k-dimensional one: a Gaussian matrix's singular
+    vectors are Haar-distributed."""
+    from landscape import directions as D
+
+    r = D.random(direction.tensors, list(direction.tensors), seed=seed)
+    tensors = {}
+    for name, t in r.tensors.items():
+        want, have = direction.tensors[name].norm(), t.norm()
+        tensors[name] = t * (want / have) if have > 0 else t
+    meta = {**direction.meta, "kind": "random", "seed": seed, "matched_to": direction.meta["kind"]}
+    return D.Direction(tensors, meta)
+
+
 def anchor_direction(kind: str, cfg, model, names: list[str]):
     """The `aligned` or `harmful` direction over `names` of the aligned `model`: the pair's
     difference, or the harmful fine-tune of --harmful (on the default world's pair, its own,
-    made on demand)."""
+    made on demand); with `cfg.anchor` = random:SEED, its norm-matched random control."""
     from landscape import directions as D
 
     # The world's pair and fine-tunes are those of seed 0 whatever --seed: --seed is the
     # training seed, not a choice of models.
     base_path, _ = D.model_paths(cfg.base, cfg.aligned, seed=0)
-    return D.build(
+    own = D.build(
         kind,
         model,
         names,
@@ -105,3 +136,5 @@ def anchor_direction(kind: str, cfg, model, names: list[str]):
         on_world=cfg.on_world,
         exact=False,  # a saved direction over more weights than --target-modules serves
     )
+    seed = parse_anchor(getattr(cfg, "anchor", None))
+    return own if seed is None else norm_matched_random(own, seed)

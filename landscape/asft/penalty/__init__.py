@@ -26,6 +26,10 @@ Variants (a spec string, see `parse_variant`):
   direction is how fine-tuning can undo alignment.
 - ``along-flat``, ``along-subspace:k`` (AsFT-Alt, paper §5; d = the direction to avoid):
   the component inside, ⟨d, ΔW⟩²/‖d‖² resp. ‖P ΔW‖²; inside + outside = ‖ΔW‖².
+  ``along-flat`` on d_aligned is also the paper's Fig. 4(b) ablation (constraining the
+  update along the alignment direction instead of outside it).
+- ``l2`` (a control, ours): pen = ‖ΔW‖², plain weight shrinkage that ignores d. A variant
+  whose effect is the same as l2's has not shown that the direction matters.
 
 How each is computed. LoRA (never forms ΔW, out×out or in×in; G = A Aᵀ is r×r; ⟨X, Y⟩ is
 Σ X ⊙ Y; costs are for a forward and backward):
@@ -37,6 +41,7 @@ How each is computed. LoRA (never forms ΔW, out×out or in×in; G = A Aᵀ is r
 - subspace:k: pen = s²·⟨MᵀM, G⟩ with M = (I − P)B = B − U(UᵀB): O((out + in)·r² + out·k·r).
 - flat: pen = s²·⟨BᵀB, G⟩ − ⟨d, ΔW⟩²/‖d‖², with ⟨d, ΔW⟩ = s·⟨Bᵀd, A⟩: two skinny products
   with d, O(out·in·r). The one-sided term uses the same ⟨d, ΔW⟩.
+- l2: pen = s²·⟨BᵀB, G⟩, O((out + in)·r²).
 
 Full fine-tuning (ΔW = X dense, out×in; marked *dense* where no cheaper form exists):
 
@@ -44,7 +49,7 @@ Full fine-tuning (ΔW = X dense, out×in; marked *dense* where no cheaper form e
   the flops of ‖X‖² − 2⟨X, ĈX⟩ + ‖ĈX‖² with ĈX = d(dᵀX)/‖d‖_F). Ĉ has full rank, so some
   O(out·in·min(out, in)) product is unavoidable.
 - subspace:k: pen = ‖X − U(UᵀX)‖², O(out·k·in).
-- flat and the one-sided term: ⟨d, X⟩ and ‖X‖², O(out·in).
+- flat and the one-sided term: ⟨d, X⟩ and ‖X‖², O(out·in); l2: ‖X‖².
 
 Precomputed once per run, on the device of the trained weights: ‖d‖, d itself (only where
 ⟨d, ΔW⟩ is needed: flat and one-sided), and the eigenpairs of the Gram matrix on d's smaller

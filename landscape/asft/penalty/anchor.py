@@ -87,7 +87,9 @@ class Anchor:
             raise LandscapeError(
                 f"{v.spec} exceeds the rank bound of {name!r} ({out}×{inn}): use k <= {min(out, inn)}"
             )
-        if self.dnorm == 0 and v.kind != "flat":
+        if v.kind == "l2":
+            pass  # ‖ΔW‖²: nothing to precompute, d plays no part
+        elif self.dnorm == 0 and v.kind != "flat":
             log.warning("direction tensor %s is zero: nothing is allowed there", name)
             self.U = torch.zeros((out, 0), dtype=dtype, device=d.device)
             self.w = torch.zeros(0, dtype=dtype, device=d.device)
@@ -131,6 +133,8 @@ class Anchor:
             # d on the right both here and in the backward ((s·g·A) @ dᵀ): BLAS runs dᵀ @ skinny
             # several times slower than skinny @ d or skinny @ dᵀ on CPU.
             c = s * ((B.mT @ self.d) * A).sum((-2, -1))
+        if v.kind == "l2":
+            return s * s * ((B.mT @ B) * G).sum((-2, -1)), c
         if v.kind == "flat":
             along2 = (c * self.inv_n) ** 2
             if v.inside:
@@ -180,6 +184,8 @@ class Anchor:
         v = self.variant
         X = X.to(self.dtype)
         c = (self.d * X).sum() if self.d is not None else None
+        if v.kind == "l2":
+            return X.pow(2).sum(), c
         if v.kind == "flat":
             along2 = (c * self.inv_n) ** 2
             return (along2 if v.inside else (X.pow(2).sum() - along2).clamp_min(0)), c

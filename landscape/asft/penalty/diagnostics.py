@@ -4,6 +4,7 @@ energy that a variant penalises and lets through."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 
@@ -14,7 +15,7 @@ from landscape.errors import LandscapeError
 
 
 def diagnostics(
-    delta: Direction,
+    delta: Direction | Mapping[str, torch.Tensor],
     direction: Direction,
     variant: str | Variant,
     *,
@@ -32,13 +33,14 @@ def diagnostics(
       penalised_share Σ_m pen_m(Δ_m) / ‖Δ‖² for the variant (one-sided term included)
       allowed_share   1 − penalised_share: the share of ‖Δ‖² the variant lets through. For
                       safelora it can fall outside [0, 1] (I − Ĉ is not a projector).
-    plus `per_module` {name: cos, along, penalised_share}. Comparing with a random
-    direction's shares is the caller's job."""
+    plus `per_module` {name: norm, cos, along, penalised_share}. `delta` may be any mapping
+    of name to tensor, read one tensor at a time (a lazily computed update). Comparing with
+    a random direction's shares is the caller's job."""
     v = parse_variant(variant)
     rows: dict[str, dict[str, float]] = {}
     skipped: list[str] = []
     sq = d2 = dot = pen = against = 0.0
-    for name, X in delta.tensors.items():
+    for name, X in (delta.tensors if isinstance(delta, Direction) else delta).items():
         if X.ndim != 2:
             skipped.append(name)
             continue
@@ -56,6 +58,7 @@ def diagnostics(
         one = max(-c * an.inv_n, 0.0) ** 2
         p = main + (one if v.one_sided else 0.0)
         rows[name] = {
+            "norm": math.sqrt(x2),
             "cos": c / (an.dnorm * math.sqrt(x2)) if an.dnorm > 0 and x2 > 0 else 0.0,
             "along": c * an.inv_n,
             "penalised_share": p / x2 if x2 > 0 else 0.0,

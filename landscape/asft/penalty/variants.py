@@ -1,5 +1,6 @@
 """AsFT penalty variants: the spec grammar `[along-](safelora | subspace:K | flat)[+one-sided]`
-and the `Variant` it parses to (see `landscape.asft.penalty` for what each one penalises)."""
+or `l2`, and the `Variant` it parses to (see `landscape.asft.penalty` for what each one
+penalises)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from dataclasses import dataclass
 
 from landscape.errors import LandscapeError
 
-KINDS = ("safelora", "subspace", "flat")
+KINDS = ("safelora", "subspace", "flat", "l2")
 SPECS_HELP = (
-    "safelora, subspace:K, flat (each optionally +one-sided), along-flat or along-subspace:K"
+    "safelora, subspace:K, flat (each optionally +one-sided), along-flat, along-subspace:K, "
+    "or l2 (the isotropic control, λ·Σ‖ΔW‖²)"
 )
 
 
@@ -39,6 +41,10 @@ class Variant:
                 "along-safelora is not offered (Ĉ is not a projector, so inside + outside "
                 "would not split ΔW): use along-flat or along-subspace:K"
             )
+        if self.kind == "l2" and (self.inside or self.one_sided):
+            raise LandscapeError(
+                "l2 is the isotropic control: it takes neither along- nor +one-sided"
+            )
         if self.inside and self.one_sided:
             raise LandscapeError(
                 "+one-sided does not combine with along-*: along-* already penalises both signs"
@@ -55,12 +61,18 @@ class Variant:
         """Whether ⟨d, ΔW⟩ is needed, so d must be kept on the device."""
         return self.kind == "flat" or self.one_sided
 
+    @property
+    def uses_direction(self) -> bool:
+        """Whether the penalty depends on the anchor direction at all (l2 does not)."""
+        return self.kind != "l2"
+
     def __str__(self) -> str:
         return self.spec
 
 
 def parse_variant(spec: str | Variant) -> Variant:
-    """`[along-](safelora | subspace:K | flat)[+one-sided]` -> Variant (LandscapeError if bad)."""
+    """`[along-](safelora | subspace:K | flat)[+one-sided]` or `l2` -> Variant (LandscapeError
+    if bad)."""
     if isinstance(spec, Variant):
         return spec
     if not isinstance(spec, str):
