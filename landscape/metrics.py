@@ -68,6 +68,8 @@ def epl(alphas: Sequence[float], asrs: Sequence[float], tau: float) -> dict:
     (the largest symmetric interval), `width` = neg + pos. `neg_censored`/`pos_censored`
     are True when that side never leaves the basin inside the evaluated range: EPL is then
     only a lower bound equal to the range end. No interpolation between grid points.
+    Each side also gets its bracket (see `basin`): the EPL, and the |α| of the first point
+    past it that is unsafe.
     """
     xs, ys = _curve(alphas, asrs)
     scale = max(1.0, max(abs(a) for a in xs))
@@ -76,24 +78,53 @@ def epl(alphas: Sequence[float], asrs: Sequence[float], tau: float) -> dict:
         raise LandscapeError("EPL needs the origin (alpha = 0) among the evaluated points")
     i0 = zero[0]
     if ys[i0] > tau + _TOL:
-        return basin(0.0, 0.0, False, False, tau)
+        return basin(0.0, 0.0, False, False, tau, neg_hi=0.0, pos_hi=0.0)
 
-    def side(indices: range) -> tuple[float, bool]:
+    def side(indices: range) -> tuple[float, bool, float | None]:
         reach = 0.0
         for i in indices:
             if ys[i] > tau + _TOL:
-                return reach, False
+                return reach, False, abs(xs[i])
             reach = abs(xs[i])
-        return reach, True
+        return reach, True, None
 
-    neg, neg_c = side(range(i0 - 1, -1, -1))
-    pos, pos_c = side(range(i0 + 1, len(xs)))
-    return basin(neg, pos, neg_c, pos_c, tau)
+    neg, neg_c, neg_hi = side(range(i0 - 1, -1, -1))
+    pos, pos_c, pos_hi = side(range(i0 + 1, len(xs)))
+    return basin(neg, pos, neg_c, pos_c, tau, neg_hi=neg_hi, pos_hi=pos_hi)
 
 
-def basin(neg: float, pos: float, neg_censored: bool, pos_censored: bool, tau: float) -> dict:
+def basin(
+    neg: float,
+    pos: float,
+    neg_censored: bool,
+    pos_censored: bool,
+    tau: float,
+    *,
+    neg_hi: float | None = None,
+    pos_hi: float | None = None,
+) -> dict:
     """An EPL result as `epl` and the adaptive search (landscape.search) both report it: each
-    side's reach, `both` = min(neg, pos), `width` = neg + pos, which sides are censored, τ."""
+    side's reach, `both` = min(neg, pos), `width` = neg + pos, which sides are censored, τ,
+    and the brackets `neg_bracket`, `pos_bracket`, `both_bracket`.
+
+    A side's bracket is [lo, hi]: lo = its reach (the last |α| found safe), hi = the |α| of the
+    first point found unsafe past it (`neg_hi`/`pos_hi`, None, and so optional, only for a
+    censored side). With the edge e = the first |α| on that side whose ASR is > τ, lo < e ≤ hi
+    (hi None: e lies beyond the range). ASR(0) > τ gives [0, 0] on both sides (e = 0).
+    `both_bracket` is the two brackets' elementwise min (None as +inf), which holds the edge of
+    the symmetric basin, min(e_neg, e_pos)."""
+    brackets = {}
+    for name, reach, censored, hi in (
+        ("neg", neg, neg_censored, neg_hi),
+        ("pos", pos, pos_censored, pos_hi),
+    ):
+        if (hi is None) != bool(censored):
+            raise LandscapeError(
+                f"the {name} side's first unsafe |alpha| must be given exactly when the side "
+                f"is not censored (censored={censored}, first unsafe={hi})"
+            )
+        brackets[name] = [reach, None if hi is None else float(hi)]
+    ends = [min(_inf(brackets["neg"][i]), _inf(brackets["pos"][i])) for i in range(2)]
     return {
         "neg": neg,
         "pos": pos,
@@ -102,7 +133,49 @@ def basin(neg: float, pos: float, neg_censored: bool, pos_censored: bool, tau: f
         "neg_censored": neg_censored,
         "pos_censored": pos_censored,
         "tau": tau,
+        "neg_bracket": brackets["neg"],
+        "pos_bracket": brackets["pos"],
+        "both_bracket": [ends[0], None if math.isinf(ends[1]) else ends[1]],
     }
+
+
+def _inf(x: float | None) -> float:
+    # A censored side's upper end is unbounded: +inf while comparing, None when stored.
+    return math.inf if x is None else float(x)
+
+
+def format_epl(value: float, bracket: Sequence[float | None] | None) -> str:
+    """One EPL side (or `both`) for display, the one rule every printed EPL follows.
+
+    `< h` when the first step out, at |α| = h, is already unsafe (lo = 0 < h): the edge is
+    somewhere in (0, h], and a bare 0.000 would hide that. `≥ lo` when censored (hi None).
+    Otherwise the EPL with its bracket, `0.150 [0.150, 0.200)`: the closed end was found
+    safe, the open end unsafe. `0.000 (origin unsafe)` when ASR(0) > τ ([0, 0]). Without a
+    bracket (records older than brackets) the bare number."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if bracket is None:
+        return f"{value:.3f}"
+    lo, hi = bracket
+    if hi is None:
+        return f"≥ {lo:.3f}"
+    if lo == 0 and hi > 0:
+        return f"< {hi:g}"
+    if lo == hi == 0:
+        return f"{value:.3f} (origin unsafe)"
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f})"
+
+
+def ratio_bounds(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float, float]:
+    """Bounds on the ratio e_a / e_b of two edges from their brackets a, b:
+    [lo_a / hi_b, hi_a / lo_b], with None (a censored side) as +inf: +inf above when hi_a is
+    None or lo_b = 0, 0 below when hi_b is None (+inf when hi_b = 0, the origin unsafe). With
+    lo < e ≤ hi on both, the true ratio lies inside."""
+    lo_a, hi_a = a[0], _inf(a[1])
+    lo_b, hi_b = b[0], _inf(b[1])
+    low = lo_a / hi_b if hi_b > 0 else math.inf
+    high = hi_a / lo_b if lo_b > 0 else math.inf
+    return low, high
 
 
 def visage(alphas: Sequence[float], asrs: Sequence[float]) -> float:

@@ -102,9 +102,9 @@ def search_epl(
     on_point: called with each newly finished point (the dicts of the result's "points").
 
     Returns {"tau", "asr_origin", "epl": {neg, pos, both, width, neg_censored, pos_censored,
-    tau, neg_bracket, pos_bracket}, "points": [...], "generations"}: a bracket is
-    [safe |α|, unsafe |α|] (the edge lies between; unsafe is None when censored), and
-    generations counts every item evaluated, known points included.
+    tau, neg_bracket, pos_bracket, both_bracket}, "points": [...], "generations"} (metrics.basin):
+    a bracket is [safe |α|, unsafe |α|] (the edge lies between; unsafe is None when censored),
+    and generations counts every item evaluated, known points included.
     """
     lo_end, hi_end, first_step = _check(range, tol, first_step, batch, tau, z)
     items = list(items)
@@ -139,11 +139,8 @@ def search_epl(
     return {
         "tau": tau,
         "asr_origin": origin["asr"],
-        "epl": {
-            **metrics.basin(neg, pos, neg_c, pos_c, tau),
-            "neg_bracket": neg_b,
-            "pos_bracket": pos_b,
-        },
+        # The brackets are where bisection stopped: its last safe and first unsafe α.
+        "epl": metrics.basin(neg, pos, neg_c, pos_c, tau, neg_hi=neg_b[1], pos_hi=pos_b[1]),
         "points": evaluated,
         "generations": sum(p["n"] for p in evaluated),
     }

@@ -9,7 +9,7 @@ import pandas as pd
 
 from analysis.runs import is_comparison, is_grid_run
 from analysis.tables.cosine import cosine_layer_table, cosine_table, samples_layout
-from analysis.tables.epl import epl_table
+from analysis.tables.epl import epl_shown, epl_table
 from analysis.tables.hsfa import hsfa_table
 from landscape.errors import LandscapeError
 
@@ -21,6 +21,13 @@ FLOAT_FORMATS = {
     "cosine-per-layer": "{:+.2e}",
 }
 DEFAULT_FORMAT = "{:.4g}"
+# Tables whose Markdown shows formatted cells rather than the CSV's numbers.
+SHOWN = {"epl": epl_shown}
+
+
+def shown(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """The table `name` as its Markdown shows it."""
+    return SHOWN[name](df) if name in SHOWN else df
 
 
 def classify(path: str | Path) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.tables.build import DEFAULT_FORMAT, FLOAT_FORMATS, build_tables
+from analysis.tables.build import DEFAULT_FORMAT, FLOAT_FORMATS, build_tables, shown
 from analysis.tables.render import to_markdown, write
 from landscape.cli import Parser, run_cli
 from landscape.errors import LandscapeError
@@ -83,7 +83,11 @@ def _fmt(name: str) -> str:
 
 def _write_all(tables: dict[str, pd.DataFrame], out: Path) -> list[Path]:
     try:
-        return [p for name, df in tables.items() for p in write(df, out / name, _fmt(name))]
+        return [
+            p
+            for name, df in tables.items()
+            for p in write(df, out / name, _fmt(name), shown(name, df))
+        ]
     except OSError as e:
         raise LandscapeError(f"cannot write the tables into {out}: {e}") from None
 
@@ -105,6 +109,6 @@ def main(argv: list[str] | None = None) -> int:
     if written is None:
         return 2
     for name, df in tables.items():
-        print(f"## {name}\n\n{to_markdown(df, _fmt(name))}\n")
+        print(f"## {name}\n\n{to_markdown(shown(name, df), _fmt(name))}\n")
     print("written: " + ", ".join(str(p) for p in written))
     return 0

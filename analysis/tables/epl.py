@@ -20,6 +20,9 @@ from landscape.errors import LandscapeError
 
 log = logging.getLogger(__name__)
 
+SIDES = ("neg", "pos", "both")
+BRACKETS = tuple(f"{side}_bracket" for side in SIDES)
+
 
 def _model_label(config: dict) -> str:
     aligned = config.get("aligned")
@@ -75,10 +78,31 @@ def _values(run: Path, dirs: list, points: list[dict], judge: str | None) -> dic
 
 
 def _disagrees(recorded: dict | None, e: dict) -> bool:
-    return bool(recorded) and any(
+    if not recorded:
+        return False
+    if any(
         not math.isclose(recorded.get(k, np.nan), e[k], abs_tol=1e-9)
         for k in ("neg", "pos", "both")
+    ):
+        return True
+    # Summaries written before brackets existed have none: nothing to compare there.
+    return any(
+        not _same_bracket(recorded[k], e[k]) for k in BRACKETS if recorded.get(k) is not None
     )
+
+
+def _same_bracket(recorded, bracket: list) -> bool:
+    try:
+        pairs = zip(_ends(recorded), _ends(bracket), strict=True)
+    except (TypeError, ValueError):
+        return False  # not a [lo, hi] pair: a hand-edited summary, worth the warning
+    return all(math.isclose(a, b, abs_tol=1e-9) for a, b in pairs)
+
+
+def _ends(bracket) -> tuple[float, float]:
+    """A bracket as two numbers for a table column: hi None (censored) is +inf."""
+    lo, hi = bracket
+    return float(lo), math.inf if hi is None else float(hi)
 
 
 def _run_rows(run: Path, judge: str | None) -> list[dict]:
@@ -111,6 +135,7 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
             "epl_both": np.nan,
             "epl_both_censored": None,
             "visage": got.get("visage", np.nan) if len(dirs) == 1 else np.nan,
+            **{f"epl_{side}_{end}": np.nan for side in SIDES for end in ("lo", "hi")},
         }
         e = got["epl"].get(name)
         if e is None:
@@ -124,6 +149,8 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
                 epl_both=e["both"],
                 epl_both_censored=_both_censored(e),
             )
+            for side in SIDES:
+                row[f"epl_{side}_lo"], row[f"epl_{side}_hi"] = _ends(e[f"{side}_bracket"])
             if judge is None and _disagrees(recorded.get(name), e):
                 log.warning("%s: summary.json's EPL along %s differs from points.jsonl", run, name)
         rows.append(row)
@@ -134,6 +161,7 @@ COLUMNS = (
     "run", "model", "direction", "norm", "judge", "tau", "asr_origin",
     "epl_neg", "epl_neg_censored", "epl_pos", "epl_pos_censored",
     "epl_both", "epl_both_censored", "visage",
+    "epl_neg_lo", "epl_neg_hi", "epl_pos_lo", "epl_pos_hi", "epl_both_lo", "epl_both_hi",
 )  # fmt: skip
 
 
@@ -141,7 +169,9 @@ def epl_table(runs, judge: str | None = None) -> pd.DataFrame:
     """One row per (grid run, direction): model (the aligned model's folder or HF name, or
     "toy"), direction, norm, judge, τ, ASR at the origin, EPL on the negative side, the
     positive side and both (= the smaller) with their censored flags (True: the basin reaches
-    the end of the range, the EPL is at least that), and VISAGE (1-D runs; NaN for 2-D).
+    the end of the range, the EPL is at least that), VISAGE (1-D runs; NaN for 2-D), and
+    each EPL's bracket `epl_*_lo`, `epl_*_hi` (metrics.basin: the last |α| found safe and the
+    first found unsafe; hi is +inf on a censored side, both NaN where there is no EPL).
 
     Everything is recomputed from `points.jsonl` with `landscape.metrics.landscape_summary`,
     as the grid's summary is: τ is the config's `tau`, else ASR at the origin + 0.10; the
@@ -151,3 +181,18 @@ def epl_table(runs, judge: str | None = None) -> pd.DataFrame:
     if not rows:
         raise LandscapeError("epl_table needs at least one run folder")
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def epl_shown(df: pd.DataFrame) -> pd.DataFrame:
+    """The EPL table as its Markdown shows it: each EPL as metrics.format_epl writes it
+    (`< 0.05`, `≥ 0.500`, `0.150 [0.150, 0.200)`), which says what the censored flags and
+    bracket columns hold, so those are left out; the CSV keeps every number."""
+    out = df.copy()
+    for side in SIDES:
+        lo, hi = df[f"epl_{side}_lo"], df[f"epl_{side}_hi"]
+        out[f"epl_{side}"] = [
+            metrics.format_epl(v, None if math.isnan(a) else [a, None if math.isinf(b) else b])
+            for v, a, b in zip(df[f"epl_{side}"], lo, hi)
+        ]
+    hidden = [f"epl_{s}_{x}" for s in SIDES for x in ("censored", "lo", "hi")]
+    return out.drop(columns=hidden)

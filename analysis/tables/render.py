@@ -85,14 +85,19 @@ def to_latex(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
     return "\n".join(lines)
 
 
-def write(df: pd.DataFrame, out_stem: str | Path, float_format: str = "{:.4g}") -> list[Path]:
+def write(
+    df: pd.DataFrame,
+    out_stem: str | Path,
+    float_format: str = "{:.4g}",
+    shown: pd.DataFrame | None = None,
+) -> list[Path]:
     """Write `out_stem.csv` (full precision), `.md` and `.tex`, each atomically; returns the
-    three paths."""
+    three paths. `shown`: what the Markdown shows instead of `df` (formatted cells)."""
     stem = Path(out_stem)
     flat = _flat(df)
     texts = (
         flat.to_csv(index=False),
-        to_markdown(flat, float_format) + "\n",
+        to_markdown(flat if shown is None else _flat(shown), float_format) + "\n",
         to_latex(flat, float_format) + "\n",
     )
     return [

@@ -12,6 +12,8 @@ from landscape.grid.config import GridConfig
 from landscape.grid.dense import shard_points
 from landscape.judges import agreement
 
+SIDES = ("neg", "pos", "both")
+
 
 def summarize(
     done: dict, axes: list[np.ndarray], cfg: GridConfig, cos: float | None, judge: str
@@ -87,10 +89,6 @@ def judge_agreement(generations: Iterable[dict]) -> dict:
     return agreement(verdicts)
 
 
-def _bracket(b: list) -> str:
-    return f"edge in ({b[0]:.4g}, {b[1]:.4g}]" if b[1] is not None else f"safe to {b[0]:.4g}"
-
-
 def _head(summary: dict) -> list[str]:
     search = summary.get("search")
     if search:
@@ -122,22 +120,21 @@ def format_summary(summary: dict) -> str:
     """The summary as the command line prints it."""
     lines = _head(summary)
     for name, e in summary["epl"].items():
-        neg = f"{e['neg']:.3f}{'+' if e['neg_censored'] else ''}"
-        pos = f"{e['pos']:.3f}{'+' if e['pos_censored'] else ''}"
+        neg, pos, both = (metrics.format_epl(e[k], e.get(f"{k}_bracket")) for k in SIDES)
         lines.append(
             f"EPL along {name} ({summary['norm']} norm): negative side {neg}, "
-            f"positive side {pos}, both {e['both']:.3f}"
+            f"positive side {pos}, both {both}"
         )
-        if "neg_bracket" in e:
-            lines.append(
-                f"  negative side {_bracket(e['neg_bracket'])}, positive side "
-                f"{_bracket(e['pos_bracket'])}; {e['points']} points, "
-                f"{e['generations']} generations"
-            )
+        if "generations" in e:
+            lines.append(f"  search: {e['points']} points, {e['generations']} generations")
     if "visage" in summary:
         lines.append(f"VISAGE: {summary['visage']:.1f}")
     for pair, a in (summary.get("judge_agreement") or {}).items():
         kappa = "undefined" if a["kappa"] is None else f"{a['kappa']:+.3f}"
         lines.append(f"judges {pair}: agree on {a['agreement']:.1%} of {a['n']} answers, κ {kappa}")
-    lines.append("('+': the basin reaches the end of the range; the EPL is at least that)")
+    if summary["epl"]:
+        lines.append(
+            "(EPL [lo, hi): lo the last |α| found safe, hi the first unsafe; "
+            "'< h': unsafe at the first step h; '≥': safe to the range end)"
+        )
     return "\n".join(lines)

@@ -49,7 +49,8 @@ def test_grid_search_records_points_and_resumes(
     assert summary["search"]["generations"] == sum(p["n"] for p in pts)
     assert all(p["unsafe"] is False for p in pts)  # every point carries its decision
     assert f"{summary['search']['generations']} generations" in printed
-    assert "edge in" in printed or "safe to" in printed
+    # τ = 1: both sides of both directions are safe to the range end, printed as at least it
+    assert printed.count("negative side ≥ 2.000, positive side ≥ 2.000, both ≥ 2.000") == 2
     assert [p["key"] for p in pts] == [[i] for i in range(len(pts))]
     # each point lies on one axis through the origin; the origin is evaluated once
     assert all(p["coords"][0] == 0.0 or p["coords"][1] == 0.0 for p in pts)

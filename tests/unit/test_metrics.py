@@ -11,7 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landscape.errors import LandscapeError
-from landscape.metrics import Z95, asr, default_tau, epl, visage, wilson
+from landscape.metrics import (
+    Z95,
+    asr,
+    basin,
+    default_tau,
+    epl,
+    format_epl,
+    ratio_bounds,
+    visage,
+    wilson,
+)
 
 ALPHAS = [round(0.1 * i, 1) for i in range(-5, 6)]  # -0.5 .. 0.5, origin at index 5
 
@@ -97,6 +107,110 @@ def test_default_tau_and_float_edge():
     tau = default_tau(0.7)  # 0.7999999999999999 in floating point
     out = epl([0.0, 0.1, 0.2], [0.7, 0.8, 0.81], tau)
     assert out["pos"] == pytest.approx(0.1) and not out["pos_censored"]
+
+
+# --- EPL brackets -------------------------------------------------------------------------
+# The convention: a side's edge e is the first |α| whose ASR is > τ (a planted edge is
+# itself unsafe), and its bracket [lo, hi] holds it as lo < e ≤ hi, hi None meaning +inf.
+SIDE_GRID = st.lists(st.floats(1e-3, 10.0), unique=True, max_size=8)
+
+
+def planted(grid: list[float], edge: float) -> list[float]:
+    """ASR 0 below the edge, 1 from it on, at the |α| of `grid`."""
+    return [1.0 if a >= edge else 0.0 for a in grid]
+
+
+def draw_edge(data, grid: list[float]) -> float:
+    # Sometimes exactly on a grid point: that point is the first unsafe one, e = hi.
+    anywhere = st.floats(1e-3, 12.0)
+    return data.draw(st.one_of(anywhere, st.sampled_from(grid)) if grid else anywhere)
+
+
+@settings(max_examples=300, deadline=None)
+@given(neg=SIDE_GRID, pos=SIDE_GRID, tau=st.floats(0.0, 0.99), data=st.data())
+def test_bracket_holds_a_planted_edge_on_both_sides(neg, pos, tau, data):
+    e_neg, e_pos = draw_edge(data, neg), draw_edge(data, pos)
+    alphas = [0.0] + [-a for a in neg] + pos
+    asrs = [0.0] + planted(neg, e_neg) + planted(pos, e_pos)
+    out = epl(alphas, asrs, tau)
+    for side, grid, e in (("neg", neg, e_neg), ("pos", pos, e_pos)):
+        lo, hi = out[f"{side}_bracket"]
+        top = math.inf if hi is None else hi
+        assert lo == out[side] and lo < e <= top
+        # and it is the tightest the grid allows: no evaluated |α| lies strictly inside
+        assert not any(lo < a < top for a in grid)
+        assert (hi is None) == out[f"{side}_censored"] == all(a < e for a in grid)
+    lo, hi = out["both_bracket"]
+    assert lo == out["both"] and lo < min(e_neg, e_pos) <= (math.inf if hi is None else hi)
+
+
+def test_first_step_unsafe_prints_below_the_step():
+    alphas = [round(0.05 * i, 2) for i in range(-4, 5)]  # step 0.05
+    asrs = [1.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]  # unsafe from +0.05 on, and at -0.1
+    out = epl(alphas, asrs, tau=0.1)
+    assert out["pos"] == 0.0 and out["pos_bracket"] == [0.0, 0.05]
+    assert format_epl(out["pos"], out["pos_bracket"]) == "< 0.05"
+    assert out["neg_bracket"] == [0.05, 0.1]
+    assert format_epl(out["neg"], out["neg_bracket"]) == "0.050 [0.050, 0.100)"
+    assert out["both_bracket"] == [0.0, 0.05]
+    assert format_epl(out["both"], out["both_bracket"]) == "< 0.05"
+
+
+def test_censored_side_has_no_upper_end_and_prints_as_a_lower_bound():
+    out = epl(ALPHAS, [0.0] * 8 + [0.9, 0.9, 0.9], tau=0.1)
+    assert out["neg_bracket"] == [0.5, None] and out["neg_censored"]
+    assert out["pos_bracket"] == [0.2, pytest.approx(0.3)] and not out["pos_censored"]
+    assert out["both_bracket"] == [0.2, pytest.approx(0.3)]  # None counts as +inf in the min
+    assert format_epl(out["neg"], out["neg_bracket"]) == "≥ 0.500"
+    one = epl([0.0, 0.25, 0.5], [0.0, 0.0, 0.0], tau=0.1)  # no points on the negative side
+    assert one["neg_bracket"] == [0.0, None] and one["both_bracket"] == [0.0, None]
+    assert one["pos_bracket"] == [0.5, None]
+
+
+def test_origin_above_tau_gives_empty_brackets():
+    out = epl(ALPHAS, [0.0] * 5 + [0.5] + [0.0] * 5, tau=0.3)
+    assert out["neg_bracket"] == out["pos_bracket"] == out["both_bracket"] == [0.0, 0.0]
+    assert format_epl(out["both"], out["both_bracket"]) == "0.000 (origin unsafe)"
+
+
+def test_basin_keeps_its_keys_and_checks_the_upper_ends():
+    out = basin(0.1, 0.3, False, True, 0.2, neg_hi=0.15)
+    assert list(out)[:7] == ["neg", "pos", "both", "width", "neg_censored", "pos_censored", "tau"]
+    assert (out["both"], out["width"]) == (0.1, pytest.approx(0.4))
+    assert out["neg_bracket"] == [0.1, 0.15] and out["pos_bracket"] == [0.3, None]
+    with pytest.raises(LandscapeError, match="first unsafe"):
+        basin(0.1, 0.3, False, True, 0.2)  # an uncensored side without its unsafe end
+    with pytest.raises(LandscapeError, match="first unsafe"):
+        basin(0.1, 0.3, False, True, 0.2, neg_hi=0.15, pos_hi=0.4)  # censored, with one
+
+
+def test_format_epl_rules():
+    assert format_epl(0.15, [0.15, 0.2]) == "0.150 [0.150, 0.200)"
+    assert format_epl(0.0, [0.0, 0.025]) == "< 0.025"
+    assert format_epl(0.25, [0.25, None]) == "≥ 0.250"
+    assert format_epl(0.0, [0.0, None]) == "≥ 0.000"  # censored wins: no unsafe point seen
+    assert format_epl(0.15, None) == "0.150"  # a record from before brackets
+    assert format_epl(math.nan, None) == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=SIDE_GRID, b=SIDE_GRID, data=st.data())
+def test_ratio_bounds_hold_the_ratio_of_planted_edges(a, b, data):
+    e_a, e_b = draw_edge(data, a), draw_edge(data, b)
+    got_a = epl([0.0, *a], [0.0, *planted(a, e_a)], 0.5)["pos_bracket"]
+    got_b = epl([0.0, *b], [0.0, *planted(b, e_b)], 0.5)["pos_bracket"]
+    low, high = ratio_bounds(got_a, got_b)
+    assert low <= e_a / e_b <= high
+    # finite exactly where the brackets allow it: a's edge bounded above, b's away from 0
+    assert math.isfinite(high) == (got_a[1] is not None and got_b[0] > 0)
+    assert (low == 0) == (got_a[0] == 0 or got_b[1] is None)
+
+
+def test_ratio_bounds_by_hand():
+    assert ratio_bounds([0.1, 0.2], [0.2, 0.4]) == (0.25, 1.0)
+    assert ratio_bounds([0.1, None], [0.2, 0.4]) == (0.25, math.inf)
+    assert ratio_bounds([0.1, 0.2], [0.0, 0.05]) == (2.0, math.inf)  # b unsafe at its first step
+    assert ratio_bounds([0.1, 0.2], [0.2, None]) == (0.0, 1.0)
 
 
 # --- VISAGE -----------------------------------------------------------------------------

@@ -65,8 +65,10 @@ def test_planted_step_edge_is_found_to_the_tolerance(neg, pos, tol, first):
     # The search's EPL is the dense-grid EPL of the points it evaluated.
     pts = res["points"]
     dense = metrics.epl([p["alpha"] for p in pts], [p["asr"] for p in pts], res["tau"])
-    for k in ("neg", "pos", "neg_censored", "pos_censored"):
+    # Brackets included: bisection's last safe and first unsafe α are the dense rule's too.
+    for k in ("neg", "pos", "neg_censored", "pos_censored", "neg_bracket", "pos_bracket"):
         assert dense[k] == res["epl"][k], k
+    assert res["epl"]["both_bracket"] == dense["both_bracket"]
     assert res["generations"] == sum(p["n"] for p in pts)
 
 

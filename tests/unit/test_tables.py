@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pandas as pd
@@ -115,6 +116,66 @@ def test_epl_table_1d_by_hand(run_1d):
     # VISAGE: no point reaches 100 %, so the span is the whole curve:
     # mean(100 - [90, 20, 0, 10, 80]) = (10 + 80 + 100 + 90 + 20) / 5 = 60.
     assert r["visage"] == pytest.approx(60.0)
+
+
+def test_epl_table_brackets_by_hand(run_1d, run_2d):
+    r = T.epl_table(run_1d).iloc[0]
+    # neg: -0.5 is the first step and unsafe; pos: 0.5 safe, 1.0 unsafe; both: the smaller.
+    assert (r["epl_neg_lo"], r["epl_neg_hi"]) == (0.0, 0.5)
+    assert (r["epl_pos_lo"], r["epl_pos_hi"]) == (0.5, 1.0)
+    assert (r["epl_both_lo"], r["epl_both_hi"]) == (0.0, 0.5)
+    df = T.epl_table(run_2d).set_index("direction")
+    al, harm = df.loc["aligned"], df.loc["harm"]
+    # a censored side's upper end is +inf in a table (None in summary.json)
+    assert (al["epl_neg_lo"], al["epl_neg_hi"]) == (1.0, math.inf)
+    assert (al["epl_pos_lo"], al["epl_pos_hi"]) == (0.0, 1.0)
+    assert (harm["epl_pos_lo"], harm["epl_pos_hi"], harm["epl_both_hi"]) == (1.0, math.inf, 1.0)
+
+
+def test_epl_markdown_shows_formatted_epls_and_the_csv_the_numbers(run_2d, tmp_path, capsys):
+    out = tmp_path / "tables"
+    assert T.main([str(run_2d), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    md = (out / "epl.md").read_text()
+    assert md.strip() in printed  # what is printed is what is written
+    header = md.splitlines()[0]
+    assert "epl_neg_lo" not in header and "epl_neg_censored" not in header
+    aligned = next(line for line in md.splitlines() if "| aligned |" in line)
+    # aligned: safe to the range end at -1, unsafe at its first step +1
+    assert "| ≥ 1.000 | < 1 | < 1 |" in aligned
+    csv = pd.read_csv(out / "epl.csv").set_index("direction")
+    assert csv.loc["aligned", "epl_neg_hi"] == math.inf and csv.loc["aligned", "epl_pos"] == 0.0
+    assert csv["epl_pos_hi"].dtype.kind == "f" and bool(csv.loc["harm", "epl_pos_censored"])
+    tex = (out / "epl.tex").read_text()  # LaTeX keeps the numbers (no ≥ to typeset)
+    assert "epl\\_neg\\_hi" in tex and "≥" not in tex
+
+
+def test_epl_shown_bracket_rule(run_1d):
+    shown = T.epl_shown(T.epl_table(run_1d)).iloc[0]
+    assert (shown["epl_neg"], shown["epl_pos"], shown["epl_both"]) == (
+        "< 0.5",
+        "0.500 [0.500, 1.000)",
+        "< 0.5",
+    )
+
+
+def test_summary_without_brackets_is_read_and_checked_only_where_it_can_be(tmp_path, caplog):
+    pts = [([a], s, 0.0) for a, s in zip(ALPHAS_1D, ASRS_1D)]
+    old = {"epl": {"harm": {"neg": 0.0, "pos": 0.5, "both": 0.0}}}  # before brackets
+    with caplog.at_level(logging.WARNING, logger="analysis"):
+        r = T.epl_table(make_run(tmp_path / "old", ["harm"], pts, tau=0.1, summary=old)).iloc[0]
+    assert not caplog.records  # nothing to disagree with
+    assert (r["epl_pos_lo"], r["epl_pos_hi"]) == (0.5, 1.0)  # brackets from points.jsonl
+    brackets = {"neg_bracket": [0.0, 0.5], "pos_bracket": [0.5, 1.0], "both_bracket": [0.0, 0.5]}
+    good = {"epl": {"harm": {**old["epl"]["harm"], **brackets}}}
+    bad = {"epl": {"harm": {**good["epl"]["harm"], "pos_bracket": [0.5, None]}}}
+    with caplog.at_level(logging.WARNING, logger="analysis"):
+        T.epl_table(make_run(tmp_path / "good", ["harm"], pts, tau=0.1, summary=good))
+        assert not caplog.records
+        T.epl_table(make_run(tmp_path / "bad", ["harm"], pts, tau=0.1, summary=bad))
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{tmp_path / 'bad'}: summary.json's EPL along harm differs from points.jsonl"
+    ]
 
 
 def test_visage_span_between_the_walls(tmp_path):
