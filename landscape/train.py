@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,9 @@ log = logging.getLogger(__name__)
 
 Example = tuple[str, str]  # (user prompt, assistant response)
 
+# The learning-rate schedules `TrainConfig.schedule` takes (command-line choices elsewhere).
+SCHEDULES = ("cosine", "constant", "step")
+
 
 @dataclass
 class TrainConfig:
@@ -32,12 +36,34 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.0
-    warmup: float = 0.05  # share of optimizer steps
-    schedule: str = "cosine"  # cosine | constant
+    warmup: float = 0.05  # share of optimizer steps; "step" has no warm-up whatever this says
+    schedule: str = "cosine"  # one of SCHEDULES: cosine | constant | step
     max_len: int = 256
-    max_grad_norm: float = 1.0
+    max_grad_norm: float | None = 1.0  # 0 or None: no clipping
     seed: int = 0
     desc: str = "train"
+    # "step" (the released AsFT code's StepLR): lr times step_gamma once per epoch, i.e.
+    # lr * step_gamma ** (optimizer step // optimizer steps per epoch). Added after
+    # checkpoints existed: one saved without it resumes when it is at its default.
+    step_gamma: float = 0.85
+
+
+# Fields added after training checkpoints existed, with the value those checkpoints imply.
+_LATER = {"step_gamma": 0.85}
+
+
+def _check(cfg: TrainConfig) -> None:
+    """Refuse a config the loop cannot run as meant, before any work."""
+    if cfg.schedule not in SCHEDULES:
+        raise LandscapeError(
+            f"unknown schedule {cfg.schedule!r}: choose one of {', '.join(SCHEDULES)}"
+        )
+    g = cfg.max_grad_norm
+    if g is not None and (not isinstance(g, numbers.Real) or math.isnan(g) or g < 0):
+        raise LandscapeError(f"max_grad_norm must be 0 or more (0 or None: no clipping), got {g!r}")
+    y = cfg.step_gamma
+    if not isinstance(y, numbers.Real) or not (0 < y <= 1):
+        raise LandscapeError(f"step_gamma must be in (0, 1], got {y!r}")
 
 
 def encode(
@@ -70,7 +96,10 @@ def _collate(items, pad_id: int, device) -> dict[str, torch.Tensor]:
     }
 
 
-def _lr_factor(step: int, total: int, cfg: TrainConfig) -> float:
+def _lr_factor(step: int, total: int, cfg: TrainConfig, steps_per_epoch: int = 1) -> float:
+    """The learning rate's multiplier at optimizer step `step` (0-based) of `total`."""
+    if cfg.schedule == "step":  # no warm-up, as in the released AsFT code
+        return cfg.step_gamma ** (step // max(1, steps_per_epoch))
     warm = max(1, int(cfg.warmup * total))
     if step < warm:
         return (step + 1) / warm
@@ -103,7 +132,7 @@ def _save_state(path: Path, model, opt, sched, micro, rng, order, history, cfg) 
 
 def _load_state(path: Path, model, opt, sched, rng, cfg) -> tuple[int, list[int], dict]:
     state = torch.load(path / "state.pt", weights_only=False)
-    if state["config"] != asdict(cfg):
+    if {**_LATER, **state["config"]} != asdict(cfg):
         raise LandscapeError(f"{path} holds a training checkpoint with another config")
     params = _trainable(model)
     if set(state["params"]) != set(params):
@@ -136,7 +165,9 @@ def train(
     `grad_accum`, so the penalty keeps its weight whatever the accumulation. With
     `checkpoint`, the training state is saved there every `save_every` optimizer steps and a
     later call with the same config continues from it: the result equals an uninterrupted run.
+    A config the loop cannot run (`_check`) raises LandscapeError before anything is done.
     """
+    _check(cfg)
     device = next(model.parameters()).device
     data = encode(tokenizer, examples, cfg.max_len)
     params = list(_trainable(model).values())
@@ -144,7 +175,10 @@ def train(
     micro_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total_micro = max(1, round(cfg.epochs * micro_per_epoch))
     total_steps = math.ceil(total_micro / cfg.grad_accum)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, total_steps, cfg))
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: _lr_factor(s, total_steps, cfg, steps_per_epoch)
+    )
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     history: dict[str, list[float]] = {"loss": [], "penalty": []}
@@ -173,7 +207,8 @@ def train(
         history["loss"].append(task.item())
         history["penalty"].append(pen.item())
         if (micro + 1) % cfg.grad_accum == 0 or micro + 1 == total_micro:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if cfg.max_grad_norm:  # 0 or None: no clipping
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
