@@ -1,6 +1,6 @@
 """Figures made from a run folder alone (never from live models).
 
-    python -m analysis.figures RUN... [--out DIR] [--kind auto|curve|contour|surface|html|lambda|lr]
+    python -m analysis.figures RUN... [--out DIR] [--kind auto|curve|contour|surface|html|lambda|lr|frontier]
 
 RUN is a landscape run folder (written by `landscape.grid`) or, for `lambda`/`lr`, a folder of
 AsFT runs (one subfolder per run, each holding config.json and result.json).
@@ -13,8 +13,11 @@ AsFT runs (one subfolder per run, each holding config.json and result.json).
            shows the coordinates, ASR, its Wilson interval and two answers from that point
   lambda   AsFT λ sweep: harmful score and fine-tuning accuracy against λ         (PNG + PDF)
   lr       AsFT learning-rate robustness: HS and FA against lr, one line per method
+  frontier a sweep folder (`landscape.asft sweep`): HS against FA, one line per method and
+           control through its λ values, mean over seeds with Wilson and seed-spread bars
   auto     (default) curve for 1-D runs (all on one axis); contour, surface and html for each
-           2-D run; lambda or lr for a folder of AsFT runs, by which setting varies
+           2-D run; frontier for a sweep folder; lambda or lr for a folder of AsFT runs, by
+           which setting varies
 
 Files are named after the folder they come from (`grid-aligned-harm-contour.png`, ...) and
 written to --out (default: the current directory). Bad input stops with one `error:` line and
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from analysis.figures.curves import plot_curves
 from analysis.figures.data import load_lines, load_plane, need_points
+from analysis.figures.frontier import frontier_records, plot_frontier
 from analysis.figures.html import plot_html
 from analysis.figures.plane import plot_contour, plot_surface
 from analysis.figures.style import prepare_out
@@ -37,9 +41,13 @@ from analysis.runs import is_asft_dir, load_asft_runs, load_run
 from landscape.cli import Parser, run_cli
 from landscape.errors import LandscapeError
 
-KINDS = ("auto", "curve", "contour", "surface", "html", "lambda", "lr")
+KINDS = ("auto", "curve", "contour", "surface", "html", "lambda", "lr", "frontier")
 PLANE = {"contour": plot_contour, "surface": plot_surface, "html": plot_html}
-SWEEPS = {"lambda": (lambda_records, plot_lambda), "lr": (lr_records, plot_lr)}
+SWEEPS = {
+    "lambda": (lambda_records, plot_lambda),
+    "lr": (lr_records, plot_lr),
+    "frontier": (frontier_records, plot_frontier),
+}
 
 
 def _sweep(p: Path) -> tuple:
@@ -60,6 +68,10 @@ def _sweep(p: Path) -> tuple:
 def _auto(paths: list[Path]) -> list[tuple]:
     plan, curves = [], []
     for p in paths:
+        if (p / "sweep.csv").is_file():
+            frontier_records(p)
+            plan.append((plot_frontier, p))
+            continue
         if not (p / "config.json").is_file() and is_asft_dir(p):
             plan.append(_sweep(p))
             continue

@@ -1,7 +1,9 @@
-"""`python -m landscape.asft train|compare ...`: AsFT fine-tuning and before/after comparison.
+"""`python -m landscape.asft train|compare|sweep ...`: AsFT fine-tuning, before/after
+comparison, and the HS–FA frontier over λ and seeds.
 
     python -m landscape.asft train --method asft --p 0.1 --out runs/asft
     python -m landscape.asft compare --methods sft asft safelora --poison-ratio 0.05 0.1 0.2
+    python -m landscape.asft sweep --methods sft asft --controls --lams 0.01 0.1 1 --seeds 0 1 2
 
 On a real pair (--base/--aligned), the harmful samples come from --harmful-data (and
 SafeInstr's refusals from --safety-data): the built-in ones are the toy world's.
@@ -62,6 +64,20 @@ def _parser() -> Parser:
     )
     c.add_argument("--out", type=Path, default=Path("runs/compare"), help="the comparison's folder")
     add_options(c, AsftConfig, exclude=_SWEPT)
+    s = sub.add_parser("sweep", help="methods and controls over λ and seeds: the HS–FA frontier")
+    s.add_argument(
+        "--methods", nargs="+", default=["sft", "asft"], choices=METHODS, metavar="METHOD",
+        help=f"methods, of {', '.join(METHODS)} (default: %(default)s)",
+    )  # fmt: skip
+    s.add_argument(
+        "--lams", nargs="+", type=float, default=[0.01, 0.1, 1.0, 10.0],
+        help="λ values of the penalised methods, on --lam-scale (default: %(default)s)",
+    )  # fmt: skip
+    s.add_argument("--seeds", nargs="+", type=int, default=[0], help="training seeds")
+    s.add_argument("--variants", nargs="+", help="asft penalty variants (default: --variant)")
+    s.add_argument("--controls", action="store_true", help="add l2 and random-anchor controls")
+    s.add_argument("--out", type=Path, default=Path("runs/sweep"), help="the sweep's folder")
+    add_options(s, AsftConfig, exclude=(*_SWEPT, "lam", "seed"))
     return p
 
 
@@ -76,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         from landscape.asft.methods import get_method
 
         cfg = from_options(AsftConfig, a)
+        if a.cmd == "sweep":
+            from landscape.asft.sweep import sweep
+
+            rows = sweep(
+                cfg, a.methods, a.lams, a.seeds, a.out, a.variants or [a.variant], a.controls
+            )
+            return (
+                f"{len(rows)} rows in {a.out / 'sweep.csv'}; the frontier: python -m "
+                f"analysis.figures {a.out} --kind frontier"
+            )
         if a.cmd == "train":
             r = finetune(cfg, a.out)
             lam = ""

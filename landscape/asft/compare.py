@@ -129,10 +129,10 @@ class _Judges:
         return self.judges
 
 
-def _before(cfg: AsftConfig, task, judges: _Judges, out: Path) -> dict:
-    """The aligned model's own evaluation, `out/before.json`: reused while the evaluation
+def _before(cfg: AsftConfig, task, judges: _Judges, out: Path, name: str = "before") -> dict:
+    """The aligned model's own evaluation, `out/<name>.json`: reused while the evaluation
     settings it was made with are current."""
-    before_path = out / "before.json"
+    before_path = out / f"{name}.json"
     before = read_json(before_path) if before_path.exists() else None
     if before is not None and _before_is_current(before, cfg):
         return before
@@ -141,7 +141,7 @@ def _before(cfg: AsftConfig, task, judges: _Judges, out: Path) -> dict:
     _, aligned_path = D.model_paths(cfg.base, cfg.aligned)
     model, tok = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     before = {
-        **evaluate(model, tok, task, cfg, judges(), out / "before_answers.jsonl"),
+        **evaluate(model, tok, task, cfg, judges(), out / f"{name}_answers.jsonl"),
         "eval_config": _eval_config(cfg),
     }
     del model

@@ -15,6 +15,7 @@ from landscape.errors import LandscapeError
 from landscape.io import read_json
 from landscape.judges.options import JudgeOptions
 from landscape.models import ModelOptions
+from landscape.train import SCHEDULES
 from landscape.world import is_world_spec
 
 ASFT_JUDGE_HELP = (
@@ -111,6 +112,16 @@ class AsftConfig(JudgeOptions, ModelOptions):
         "released AsFT code's λ, which equals λ_toolkit·s²)",
         choices=LAM_SCALES,
     )
+    schedule: str = option(
+        "cosine",
+        "learning-rate schedule: cosine or constant (both after a 5%% warm-up), or step (the "
+        "released code's StepLR: × --step-gamma once per epoch, no warm-up)",
+        choices=SCHEDULES,
+    )
+    step_gamma: float = option(0.85, "step schedule: the factor applied once per epoch")
+    max_grad_norm: float = option(
+        1.0, "gradient clipping (on by default, as in the released code): the norm; 0 = off"
+    )
 
     @property
     def on_world(self) -> bool:
@@ -194,6 +205,8 @@ class AsftConfig(JudgeOptions, ModelOptions):
             in_range(self.safelora_k, "--safelora-k", ge=1)
         in_range(self.safety_share, "--safety-share", ge=0, le=1)
         in_range(self.max_new_tokens, "--max-new-tokens", ge=1)
+        in_range(self.step_gamma, "--step-gamma", gt=0, le=1)
+        in_range(self.max_grad_norm, "--max-grad-norm", ge=0)
 
     @property
     def safety_mix(self) -> float:
@@ -213,6 +226,9 @@ class AsftConfig(JudgeOptions, ModelOptions):
             grad_accum=self.grad_accum,
             lr=self.lr,
             warmup=0.05,
+            schedule=self.schedule,
+            step_gamma=self.step_gamma,
+            max_grad_norm=self.max_grad_norm,
             max_len=self.max_len,
             seed=self.seed,
             desc=self.method,
@@ -220,7 +236,7 @@ class AsftConfig(JudgeOptions, ModelOptions):
 
 
 # Training settings added later: they do not change the evaluation before fine-tuning.
-TRAINING_LATER = ("anchor", "lam_scale")
+TRAINING_LATER = ("anchor", "lam_scale", "schedule", "step_gamma", "max_grad_norm")
 # Fields added after run folders existed: stored only when set away from their defaults.
 LATER = (
     "harmful_data",

@@ -137,3 +137,43 @@ def test_compare_with_controls_measures_each_run_against_sft(
     assert [r["method"] for r in rows] == labels and rows[2]["lam_released"] == "8.0"
     md = (tmp_path / "cmp" / "table.md").read_text()
     assert "λ·pen(ΔW_SFT)" in md and "asft[flat]@random:0" in md
+
+
+def test_a_sweep_gives_the_frontier_and_repeats_exactly(
+    tiny_pair_dir, eval_prompts, harmful_data, tmp_path
+):
+    import pandas as pd
+
+    from analysis.figures import main as figures_main
+    from analysis.figures.frontier import BEFORE, frontier_points
+    from landscape.asft.sweep import sweep
+
+    cfg = _cfg(tiny_pair_dir, eval_prompts, harmful_data)
+    args = (cfg, ["sft", "asft"], [0.1, 1.0], [0, 1])
+    rows = sweep(*args, tmp_path / "a", ["flat"], controls=True)
+    per_seed = 1 + 1 + 3 * 2  # before, sft, and asft[flat], l2, random anchor at two λ
+    assert len(rows) == 2 * per_seed
+    df = pd.read_csv(tmp_path / "a" / "sweep.csv")
+    assert set(df["method"]) == {BEFORE, "sft", "asft[flat]", "asft[l2]", "asft[flat]@random:0",
+                                 "asft[flat]@random:1"}  # fmt: skip
+    assert df.loc[df["method"] == "sft", "lam"].isna().all()
+    pts = frontier_points(df)
+    l2 = df[df["method"] == "asft[l2]"]
+    for lam in (0.1, 1.0):
+        got = pts["asft[l2]"].set_index("lam").loc[lam]
+        want = l2[l2["lam"] == lam]
+        assert got["n_seeds"] == 2
+        assert got["hs"] == pytest.approx(100 * want["hs"].mean())
+        assert got["fa_min"] == pytest.approx(100 * want["fa"].min())
+        assert got["hs_lo"] <= got["hs"] <= got["hs_hi"]
+    # The same seeds again, in another folder: the same table, byte for byte.
+    sweep(*args, tmp_path / "b", ["flat"], controls=True)
+    assert (tmp_path / "a" / "sweep.csv").read_bytes() == (
+        tmp_path / "b" / "sweep.csv"
+    ).read_bytes()
+    # A finished sweep is reused as it is.
+    stamp = (tmp_path / "a" / "asft-l2-lam1-p0.25-s1" / "result.json").stat().st_mtime_ns
+    sweep(*args, tmp_path / "a", ["flat"], controls=True)
+    assert (tmp_path / "a" / "asft-l2-lam1-p0.25-s1" / "result.json").stat().st_mtime_ns == stamp
+    assert figures_main([str(tmp_path / "a"), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "a-frontier.png").stat().st_size > 10_000

@@ -154,3 +154,17 @@ def test_controls_add_l2_and_a_random_anchor_beside_every_variant(tmp_path):
     assert "asft-subspace4-random3-p0.1" in names
     plain = [label for label, _ in _runs(cfg, ["asft"], [0.1], ["flat"], False)]
     assert plain == ["asft[flat]"]
+
+
+def test_fidelity_switches_reach_the_loop_and_are_stored_only_when_set():
+    import dataclasses
+
+    from landscape.asft.config import stored_config
+
+    tc = AsftConfig(schedule="step", step_gamma=0.5, max_grad_norm=0.0).train_config()
+    assert (tc.schedule, tc.step_gamma, tc.max_grad_norm) == ("step", 0.5, 0.0)
+    default = stored_config(dataclasses.asdict(AsftConfig()))
+    for key in ("schedule", "step_gamma", "max_grad_norm", "anchor", "lam_scale"):
+        assert key not in default  # old run folders still compare equal
+    changed = stored_config(dataclasses.asdict(AsftConfig(schedule="step", anchor="random:2")))
+    assert changed["schedule"] == "step" and changed["anchor"] == "random:2"
