@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from landscape.asft.table import mean_rows
 from landscape.errors import LandscapeError
 from landscape.io import read_json, read_jsonl
 from landscape.store import CONFIG, GENERATIONS, POINTS, read_config
@@ -37,9 +38,11 @@ def is_grid_run(path: str | Path) -> bool:
 
 
 def is_comparison(path: str | Path) -> bool:
-    """A folder holding an AsFT comparison's results.csv and before.json."""
+    """A folder holding an AsFT comparison's results.csv and before.json (before-s<seed>.json
+    for a comparison over seeds)."""
     path = Path(path)
-    return (path / "results.csv").is_file() and (path / "before.json").is_file()
+    befores = (path / "before.json").is_file() or any(path.glob("before-s*.json"))
+    return (path / "results.csv").is_file() and befores
 
 
 def is_asft_dir(path: str | Path) -> bool:
@@ -103,7 +106,8 @@ def load_generations(run: str | Path) -> dict[tuple[int, ...], list[dict]]:
 
 
 def read_comparison(folder: str | Path) -> tuple[dict, pd.DataFrame]:
-    """(before.json, results.csv) of an AsFT comparison folder."""
+    """(before.json, results.csv) of an AsFT comparison folder; over seeds, the before
+    evaluations' mean (landscape.asft.table.mean_rows)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise LandscapeError(f"not a folder: {folder}")
@@ -111,9 +115,15 @@ def read_comparison(folder: str | Path) -> tuple[dict, pd.DataFrame]:
         raise LandscapeError(
             f"{folder} is not an AsFT comparison folder (results.csv + before.json)"
         )
-    before = read_json(folder / "before.json")
-    if not isinstance(before, dict):
-        raise LandscapeError(f"{folder}/before.json does not hold a JSON object")
+    paths = [folder / "before.json"] if (folder / "before.json").is_file() else []
+    paths = paths or sorted(folder.glob("before-s*.json"))
+    befores = [read_json(p) for p in paths]
+    for p, b in zip(paths, befores):
+        if not isinstance(b, dict):
+            raise LandscapeError(f"{p} does not hold a JSON object")
+    before = befores[0]
+    if len(befores) > 1:
+        before = mean_rows([{**b, "method": "before", "p": 0} for b in befores])[0]
     try:
         results = pd.read_csv(folder / "results.csv")
     except Exception as e:  # pandas raises several types for an empty or broken file

@@ -104,13 +104,27 @@ def check_model_folder(path: str | os.PathLike, hashes: bool = False) -> None:
 
 @dataclass
 class ModelOptions:
-    """The option that every command loading a model pair shares."""
+    """The options that every command loading a model pair shares."""
 
+    pair_seed: int = option(
+        0,
+        "with no --base/--aligned: the default world's pair (and its fine-tunes) built from "
+        "this seed, so that a toy result can be repeated on independently trained pairs",
+    )
     verify: bool = option(
         False,
         "check model folders that the toolkit built against their manifest byte for byte "
         "(SHA-256), not only file by file in size",
     )
+
+    def check_pair_seed(self, on_world: bool) -> None:
+        from landscape.checks import in_range
+
+        in_range(self.pair_seed, "--pair-seed", ge=0)
+        if self.pair_seed and not on_world:
+            raise LandscapeError(
+                "--pair-seed chooses the default world's pair; it does not go with --aligned"
+            )
 
     def check_model_files(self, *paths: str | None) -> None:
         """Each local model folder among `paths` against its manifest: sizes always,

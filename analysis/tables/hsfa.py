@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.runs import as_list, read_comparison
-from landscape.asft.table import table2_rows
+from landscape.asft.table import mean_rows, table2_rows
 from landscape.errors import LandscapeError
 
 
@@ -20,7 +20,7 @@ def _check(folder: Path, before: dict, res: pd.DataFrame, hs_column: str) -> Non
     for key in (hs_column, "fa"):
         if before.get(key) is None:
             raise LandscapeError(f"{folder}/before.json has no {key!r}")
-    dup = res.duplicated(["method", "p"])
+    dup = res.duplicated(["method", "p", *(["seed"] if "seed" in res.columns else [])])
     if dup.any():
         m, p = res.loc[dup, ["method", "p"]].iloc[0]
         raise LandscapeError(f"{folder}/results.csv has two rows for {m} at p={p}")
@@ -38,7 +38,10 @@ def hsfa_table(compare_dirs, hs_column: str = "hs") -> pd.DataFrame:
     for folder in folders:
         before, res = read_comparison(folder)
         _check(folder, before, res, hs_column)
-        parts.append((folder, before, res.to_dict("records")))
+        recs = res.to_dict("records")
+        if "seed" in res.columns and res["seed"].nunique() > 1:
+            recs = mean_rows(recs)  # Table 2 of the means over seeds
+        parts.append((folder, before, recs))
     ratios = sorted({float(r["p"]) for _, _, recs in parts for r in recs})
     out = []
     for folder, before, recs in parts:

@@ -62,6 +62,11 @@ def _parser() -> Parser:
         help="beside every asft variant, the isotropic control (--variant l2) and the variant "
         "anchored to a norm-matched random direction (--anchor random:SEED)",
     )
+    c.add_argument(
+        "--seeds", nargs="+", type=int,
+        help="run everything at each of these training seeds: Table 2 of the means, and a "
+        "seed table of min–max and FA's gain over the model before fine-tuning",
+    )  # fmt: skip
     c.add_argument("--out", type=Path, default=Path("runs/compare"), help="the comparison's folder")
     add_options(c, AsftConfig, exclude=_SWEPT)
     s = sub.add_parser("sweep", help="methods and controls over λ and seeds: the HS–FA frontier")
@@ -86,10 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
 
     def work() -> str:
-        from landscape.asft.compare import compare, format_table
+        from landscape.asft.compare import compare
         from landscape.asft.config import AsftConfig
         from landscape.asft.finetune import finetune
         from landscape.asft.methods import get_method
+        from landscape.asft.report import format_table
 
         cfg = from_options(AsftConfig, a)
         if a.cmd == "sweep":
@@ -115,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             a.out,
             variants=a.variants or [a.variant],
             controls=a.controls,
+            seeds=a.seeds,
         )
         return f"{format_table(table)}\nrun folder: {a.out}"
 

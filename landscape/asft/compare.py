@@ -16,7 +16,10 @@ from landscape.asft.config import LATER, TRAINING_LATER, AsftConfig, check_run_f
 from landscape.asft.evaluate import evaluate, hs_key, load_judges
 from landscape.asft.finetune import finetune, training_data
 from landscape.asft.methods import alt_variant, anchor_direction, get_method, target_names
-from landscape.asft.table import rows_markdown, table2_rows
+from landscape.asft.report import format_table
+from landscape.asft.table import mean_rows, seed_spread
+from landscape.checks import in_range
+from landscape.errors import LandscapeError
 from landscape.io import atomic_write, check_writable, folder_lock, read_json, write_json
 from landscape.models import load_model
 
@@ -63,7 +66,7 @@ def diagnostics(cfg: AsftConfig, variants: list[str]) -> dict:
     d_harm's energy inside each variant's allowed subspace, with a random direction beside it."""
     from landscape.asft.penalty import diagnostics as share
 
-    _, aligned_path = D.model_paths(cfg.base, cfg.aligned)
+    _, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, _ = load_model(aligned_path, dtype="float32", device="cpu")
     names = target_names(model, cfg.target_modules)
     d_al = anchor_direction("aligned", cfg, model, names)
@@ -138,7 +141,7 @@ def _before(cfg: AsftConfig, task, judges: _Judges, out: Path, name: str = "befo
         return before
     if before is not None:
         log.info("%s was made with other evaluation settings: evaluating again", before_path)
-    _, aligned_path = D.model_paths(cfg.base, cfg.aligned)
+    _, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, tok = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     before = {
         **evaluate(model, tok, task, cfg, judges(), out / f"{name}_answers.jsonl"),
@@ -181,7 +184,7 @@ def against_sft(cfg: AsftConfig, runs, folders, results: list[dict]) -> list[dic
     sft = {run.p: (f, r) for (_, run), f, r in zip(runs, folders, results) if run.method == "sft"}
     if not sft:
         return [{} for _ in runs]
-    _, aligned_path = D.model_paths(cfg.base, cfg.aligned)
+    _, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, _ = load_model(aligned_path, dtype="float32", device="cpu")
     names = target_names(model, cfg.target_modules)
 
@@ -217,6 +220,20 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     atomic_write(path, buf.getvalue())
 
 
+def _plan(cfg, methods, ratios, variants, controls, seeds, out: Path) -> list[tuple]:
+    """(seed, label, run, folder) of every run. Without `seeds` the runs are at --seed, in
+    folders named as before seeds existed; with them, each folder ends in -s<seed>."""
+    plan = []
+    for seed in seeds or [cfg.seed]:
+        seeded = dataclasses.replace(cfg, seed=seed)
+        for label, run in _runs(seeded, methods, ratios, variants, controls):
+            folder = _folder(out, label, run.p)
+            if seeds:
+                folder = folder.with_name(f"{folder.name}-s{seed}")
+            plan.append((seed, label, run, folder))
+    return plan
+
+
 def compare(
     cfg: AsftConfig,
     methods: list[str],
@@ -224,97 +241,75 @@ def compare(
     out: str | Path,
     variants: list[str],
     controls: bool = False,
+    seeds: list[int] | None = None,
 ) -> dict:
     """Run every (method, variant, p) into `out/<label>-p<p>/` (finished runs are reused), and
     write `results.csv`, `diagnostics.json` and `table.md`. The judges are loaded once.
-    `controls`: AsFT's isotropic and random-anchor controls beside each variant."""
+    `controls`: AsFT's isotropic and random-anchor controls beside each variant. `seeds`:
+    every run at each training seed (folders `...-s<seed>`, before evaluations
+    `before-s<seed>.json`); Table 2 then holds the means, and a seed table the spread."""
     from landscape.judges import parse_specs
 
     out = Path(out)
-    runs = list(_runs(cfg, methods, ratios, variants, controls))
-    for _, run in runs:  # all bad input is caught before any work starts
+    if seeds is not None:
+        for s in seeds:
+            in_range(s, "--seeds", ge=0)
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise LandscapeError("--seeds needs one or more different seeds")
+    plan = _plan(cfg, methods, ratios, variants, controls, seeds, out)
+    for _, _, run, _ in plan:  # all bad input is caught before any work starts
         run.validate()
     check_writable(out)
-    task, _, _ = training_data(cfg)
-    folders = [_folder(out, label, run.p) for label, run in runs]
-    for (_, run), folder in zip(runs, folders):
+    for _, _, run, folder in plan:
         check_run_folder(run, folder)
     judges = _Judges(cfg)
     with folder_lock(out):  # one comparison per folder at a time
-        before = _before(cfg, task, judges, out)
+        befores = {}
+        for seed in seeds or [cfg.seed]:
+            seeded = dataclasses.replace(cfg, seed=seed)
+            task, _, _ = training_data(seeded)
+            name = f"before-s{seed}" if seeds else "before"
+            befores[seed] = _before(seeded, task, judges, out, name=name)
 
         first = hs_key(parse_specs(cfg.judge)[0][0])
         results = [
-            finetune(run, folder, judges=judges)
-            for (_, run), folder in tqdm(list(zip(runs, folders)), desc="compare")
+            finetune(run, folder, judges=judges) for _, _, run, folder in tqdm(plan, desc="compare")
         ]
-        rows = [
-            {**_row(label, run, r, first), **extra}
-            for (label, run), r, extra in zip(
-                runs, results, against_sft(cfg, runs, folders, results)
-            )
-        ]
+        rows = []
+        for seed in seeds or [cfg.seed]:
+            group = [(i, x) for i, x in enumerate(plan) if x[0] == seed]
+            runs = [(label, run) for _, (_, label, run, _) in group]
+            folders = [folder for _, (_, _, _, folder) in group]
+            res = [results[i] for i, _ in group]
+            extras = against_sft(dataclasses.replace(cfg, seed=seed), runs, folders, res)
+            rows += [
+                {**_row(label, run, r, first), "seed": seed, **extra}
+                for (label, run), r, extra in zip(runs, res, extras)
+            ]
         _write_csv(out / "results.csv", rows)
+        first_seed = [(label, run) for s, label, run, _ in plan if s == plan[0][0]]
+        first_folders = [folder for s, _, _, folder in plan if s == plan[0][0]]
         diag = None
-        source = _harmful_source(cfg, runs, folders)
+        source = _harmful_source(cfg, first_seed, first_folders)
         if source is None and cfg.aligned is not None:
             log.info(
                 "no harmful direction for the diagnostics: pass --harmful or compare sft at p > 0"
             )
         else:
-            variants = sorted({r.variant for _, r in runs if r.method == "asft"}) or [cfg.variant]
-            diag = diagnostics(dataclasses.replace(cfg, harmful=source), variants)
+            vs = sorted({r.variant for _, r in first_seed if r.method == "asft"}) or [cfg.variant]
+            diag = diagnostics(dataclasses.replace(cfg, harmful=source), vs)
             write_json(out / "diagnostics.json", diag)
-        table = {"before": before, "rows": rows, "ratios": ratios, "diagnostics": diag}
+        several = seeds is not None and len(seeds) > 1
+        table = {
+            "before": mean_rows([{**b, "method": "before", "p": 0} for b in befores.values()])[0]
+            if several
+            else befores[plan[0][0]],
+            "rows": mean_rows(rows) if several else rows,
+            "runs": rows,
+            "seeds": seeds or [cfg.seed],
+            "spread": seed_spread(befores, rows),
+            "ratios": ratios,
+            "diagnostics": diag,
+        }
         atomic_write(out / "table.md", format_table(table) + "\n")
         return table
-
-
-def _num(v, fmt: str) -> str:
-    return "" if v is None or v == "" else format(float(v), fmt)
-
-
-def _update_lines(rows: list[dict]) -> list[str]:
-    """What each run did to the weights: the table that tells a penalty's effect from
-    shrinkage (see `against_sft`)."""
-    if not any(r.get("update_norm") is not None for r in rows):
-        return []
-    lines = [
-        "",
-        "| run | p | λ (released scale) | ‖ΔW‖ | cos(ΔW, d) | share of ‖ΔW‖² along d | "
-        "share penalised | cos(ΔW, ΔW_SFT) | λ·pen(ΔW_SFT) | SFT loss gain |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['p']:g} | {_num(r.get('lam_released'), 'g')} | "
-            f"{_num(r.get('update_norm'), '.4f')} | {_num(r.get('update_cos_d'), '+.4f')} | "
-            f"{_num(r.get('update_along_energy'), '.2e')} | "
-            f"{_num(r.get('update_penalised'), '.4f')} | {_num(r.get('cos_sft_update'), '+.4f')} | "
-            f"{_num(r.get('pen_at_sft'), '.3g')} | {_num(r.get('sft_loss_gain'), '.3g')} |"
-        )
-    return lines
-
-
-def format_table(table: dict) -> str:
-    """Markdown in the layout of the paper's Table 2 (landscape.asft.table), then the
-    diagnostics of the harmful update against each penalty variant."""
-    lines = [rows_markdown(table2_rows(table["before"], table["rows"], table["ratios"]))]
-    lines += _update_lines(table["rows"])
-    d = table.get("diagnostics")
-    if d:
-        lines += [
-            "",
-            f"cos(d_aligned, d_harm) = {d['cos_aligned_harm']:+.4f}   "
-            f"(a random direction: {d['cos_aligned_random']:+.4f})",
-            "",
-            "| variant | harmful update: share allowed | random: share allowed | harmful: signed ⟨d̂, Δ⟩/‖Δ‖ | harmful: share against d |",
-            "|---|---|---|---|---|",
-        ]
-        for v, s in d["variants"].items():
-            h, r = s["harm"], s["random"]
-            lines.append(
-                f"| {v} | {h['allowed_share']:.4f} | {r['allowed_share']:.4f} | "
-                f"{h['along_share']:+.4f} | {h['against_share']:.4f} |"
-            )
-    return "\n".join(lines)

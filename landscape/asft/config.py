@@ -157,6 +157,7 @@ class AsftConfig(JudgeOptions, ModelOptions):
             raise LandscapeError("--eval-batch-size must be at least 1, --max-len at least 2")
         self.check_judges()
         self.check_model_files(self.base, self.aligned, self.harmful)
+        self.check_pair_seed(self.on_world)
         for flag, path in (
             ("--harmful-data", self.harmful_data),
             ("--safety-data", self.safety_data),
@@ -246,6 +247,7 @@ LATER = (
     "system_prompt",
     "eval_batch_size",
     "max_len",
+    "pair_seed",
     *TRAINING_LATER,
 )
 # A placement, not a setting: never stored, a run may resume with another.

@@ -146,7 +146,7 @@ def finetune(
             "a real model pair with the toy task or toy prompts: pass --task and --eval-prompts"
         )
     judges = load_judges(cfg) if judges is None else judges() if callable(judges) else judges
-    _, aligned_path = model_paths(cfg.base, cfg.aligned)
+    _, aligned_path = model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     names = target_names(model, cfg.target_modules)
     direction = anchor_direction(method.anchor, cfg, model, names) if method.anchor else None

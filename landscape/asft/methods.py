@@ -122,9 +122,9 @@ def anchor_direction(kind: str, cfg, model, names: list[str]):
     made on demand); with `cfg.anchor` = random:SEED, its norm-matched random control."""
     from landscape import directions as D
 
-    # The world's pair and fine-tunes are those of seed 0 whatever --seed: --seed is the
+    # The world's pair and fine-tunes are those of --pair-seed whatever --seed: --seed is the
     # training seed, not a choice of models.
-    base_path, _ = D.model_paths(cfg.base, cfg.aligned, seed=0)
+    base_path, _ = D.model_paths(cfg.base, cfg.aligned, seed=cfg.pair_seed)
     own = D.build(
         kind,
         model,
@@ -132,7 +132,7 @@ def anchor_direction(kind: str, cfg, model, names: list[str]):
         base_path=base_path,
         source=cfg.harmful,
         flag="--harmful",
-        seed=0,
+        seed=cfg.pair_seed,
         on_world=cfg.on_world,
         exact=False,  # a saved direction over more weights than --target-modules serves
     )

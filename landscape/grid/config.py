@@ -118,6 +118,7 @@ class GridConfig(JudgeOptions, ModelOptions):
         self._check_models()
         self.check_judges()
         self.check_model_files(self.base, self.aligned, self.harmful, self.benign)
+        self.check_pair_seed(self.on_world)
 
     def _check_dirs(self) -> None:
         if not 1 <= len(self.dirs) <= 2:
@@ -225,6 +226,8 @@ def run_config(cfg: GridConfig, judges) -> dict:
     config.pop("judge_batch_size")  # likewise
     config.pop("max_points")  # a guard on the command, not a setting of the run
     config.pop("verify")  # likewise
+    if cfg.pair_seed == 0:
+        config.pop("pair_seed")  # folders made before it existed resume
     weights = {j.name: j.weights for j in judges if getattr(j, "weights", None)}
     if weights:  # which judge model decided is part of the result
         config["judge_weights"] = weights

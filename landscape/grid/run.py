@@ -47,8 +47,8 @@ def build_directions(
                 source=getattr(cfg, kind) if kind in FINETUNED else None,
                 flag=f"--{kind}",
                 # --seed seeds random directions; the default world's fine-tunes, like its
-                # pair, are those of its seed 0.
-                seed=cfg.seed if kind == "random" else 0,
+                # pair, are those of --pair-seed.
+                seed=cfg.seed if kind == "random" else cfg.pair_seed,
                 on_world=cfg.on_world,
             )
         )
@@ -114,7 +114,7 @@ def check_same_models(store: RunStore, env: dict) -> None:
 def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: bool):
     """Load the pair, build and place the directions, open the run folder and write env.json.
     Returns the run's context and its env."""
-    base_path, aligned_path = D.model_paths(cfg.base, cfg.aligned)
+    base_path, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     names = scope.select(model, cfg.scope)
     dirs, cos = build_directions(cfg, model, base_path, names)

@@ -177,3 +177,39 @@ def test_a_sweep_gives_the_frontier_and_repeats_exactly(
     assert (tmp_path / "a" / "asft-l2-lam1-p0.25-s1" / "result.json").stat().st_mtime_ns == stamp
     assert figures_main([str(tmp_path / "a"), "--out", str(tmp_path / "figs")]) == 0
     assert (tmp_path / "figs" / "a-frontier.png").stat().st_size > 10_000
+
+
+def test_compare_over_seeds_gives_means_spread_and_a_table(
+    tiny_pair_dir, eval_prompts, harmful_data, tmp_path
+):
+    from analysis.tables import hsfa_table
+
+    cfg = _cfg(tiny_pair_dir, eval_prompts, harmful_data)
+    out = tmp_path / "cmp"
+    table = compare(cfg, ["sft", "asft"], [0.25], out, ["flat"], seeds=[0, 1])
+    assert sorted(p.name for p in out.glob("before-s*.json")) == [
+        "before-s0.json",
+        "before-s1.json",
+    ]
+    assert (out / "sft-p0.25-s1" / "result.json").is_file()
+    runs = table["runs"]
+    assert [(r["method"], r["seed"]) for r in runs] == [
+        ("sft", 0), ("asft[flat]", 0), ("sft", 1), ("asft[flat]", 1)
+    ]  # fmt: skip
+    mean = {r["method"]: r for r in table["rows"]}
+    for m in ("sft", "asft[flat]"):
+        fa = [r["fa"] for r in runs if r["method"] == m]
+        assert mean[m]["fa"] == pytest.approx(sum(fa) / 2) and mean[m]["n_seeds"] == 2
+    spread = {r["method"]: r for r in table["spread"]}
+    sft_fa = [r["fa"] for r in runs if r["method"] == "sft"]
+    assert spread["sft"]["fa_min"] == min(sft_fa) and spread["sft"]["fa_max"] == max(sft_fa)
+    befores = [json.loads((out / f"before-s{s}.json").read_text())["fa"] for s in (0, 1)]
+    gains = [fa - b for fa, b in zip(sft_fa, befores)]
+    assert spread["sft"]["fa_gain_mean"] == pytest.approx(sum(gains) / 2)
+    assert "Over seeds 0, 1" in (out / "table.md").read_text()
+    df = hsfa_table(out)  # analysis.tables reads the same folder: the means
+    row = df[df["method"] == "sft"].iloc[0]
+    assert row["FA p=0.25"] == pytest.approx(100 * mean["sft"]["fa"])
+    assert df[df["method"] == "aligned (before)"].iloc[0]["FA p=0.25"] == pytest.approx(
+        100 * sum(befores) / 2
+    )

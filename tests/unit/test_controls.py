@@ -168,3 +168,21 @@ def test_fidelity_switches_reach_the_loop_and_are_stored_only_when_set():
         assert key not in default  # old run folders still compare equal
     changed = stored_config(dataclasses.asdict(AsftConfig(schedule="step", anchor="random:2")))
     assert changed["schedule"] == "step" and changed["anchor"] == "random:2"
+
+
+@pytest.mark.parametrize(
+    "fas, noisy",
+    [((0.7, 0.75), False), ((0.55, 0.56), True), ((0.4, 0.8), True), ((0.3, 0.35), False)],
+)
+def test_a_gain_over_before_is_flagged_when_within_noise(fas, noisy):
+    from landscape.asft.table import seed_spread, spread_markdown
+
+    befores = {0: {"fa": 0.5, "n_fa": 100}, 1: {"fa": 0.5, "n_fa": 100}}  # half-width 0.098
+    rows = [
+        {"method": "m", "p": 0.1, "seed": s, "hs": 0.1 * s, "fa": fa} for s, fa in enumerate(fas)
+    ]
+    (r,) = seed_spread(befores, rows)
+    assert r["n"] == 2 and r["gain_within_noise"] is noisy
+    assert r["fa_gain_mean"] == pytest.approx(sum(fas) / 2 - 0.5)
+    assert (r["hs_min"], r["hs_max"]) == (0.0, 0.1)
+    assert spread_markdown([r]).splitlines()[-1].endswith(" ≈ |" if noisy else "] |")
