@@ -99,6 +99,7 @@ def _record(label: str, run: AsftConfig, r: dict, lam: float | None) -> dict:
         "lam": lam,
         "lam_released": None if lam is None else run.lam_released,
         "seed": run.seed,
+        "pair_seed": run.pair_seed,
         "hs": r["hs"],
         "n_hs": r.get("n_hs"),
         "fa": r["fa"],
