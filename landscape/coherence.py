@@ -18,6 +18,7 @@ model itself almost ever is". A harm judge keeps its verdict; the label sits bes
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ import torch
 
 from landscape.errors import LandscapeError
 from landscape.metrics import wilson
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("refused", "complied", "incoherent")
 MIN_CHARS = 2  # an answer of fewer visible characters says nothing
@@ -124,10 +127,15 @@ def calibrate(
     if not 50 <= percentile <= 100:
         raise LandscapeError(f"the coherence percentile must be in [50, 100], got {percentile}")
     scored = [x for x, a in zip(nlls, answers) if x is not None and visible_chars(a) >= MIN_CHARS]
-    if len(scored) < 5:
+    if not scored:
         raise LandscapeError(
-            f"only {len(scored)} of the unperturbed model's answers are non-empty: too few to "
-            "calibrate coherence (give more prompts)"
+            "none of the unperturbed model's answers is non-empty: coherence cannot be "
+            "calibrated (pass --no-coherence, or more or other prompts)"
+        )
+    if len(scored) < 20:
+        log.warning(
+            "coherence thresholds from only %d answers: a percentile of so few is rough",
+            len(scored),
         )
     reps = [repetition(a) for a in answers if visible_chars(a) >= MIN_CHARS]
     return Calibration(

@@ -28,6 +28,7 @@ from landscape.io import (
 log = logging.getLogger(__name__)
 
 CONFIG, ENV, POINTS, GENERATIONS = "config.json", "env.json", "points.jsonl", "generations.jsonl"
+CALIBRATION = "calibration.json"  # coherence thresholds (landscape.coherence)
 
 
 def _normalise(config: dict) -> dict:
@@ -100,11 +101,13 @@ def generation_records(
     key=(),
     samples: int = 1,
     index=None,
+    coherence: list[dict] | None = None,
 ) -> list[dict]:
     """The records of generations.jsonl (and of AsFT's answers.jsonl): one per answer, with
     its point's `key`, the prompt, which `sample` of that prompt it is, the answer, each
     judge's verdict (`unsafe`) and, for judges that give it, their `evidence`. `index`: the
-    answers' positions among all that the point asked (default: 0, 1, ...)."""
+    answers' positions among all that the point asked (default: 0, 1, ...). `coherence`:
+    each answer's coherence signals and outcome (landscape.coherence)."""
     index = range(len(prompts)) if index is None else index
     out = []
     for j, (i, p, a) in enumerate(zip(index, prompts, answers, strict=True)):
@@ -117,6 +120,8 @@ def generation_records(
         }
         if evidence:
             rec["evidence"] = {n: e[j] for n, e in evidence.items()}
+        if coherence is not None:
+            rec["coherence"] = coherence[j]
         out.append(rec)
     return out
 

@@ -85,6 +85,18 @@ class GridConfig(JudgeOptions, ModelOptions):
         "search: a point stops once its ASR's Wilson interval at this level is clear of "
         "tau (higher: fewer wrong early calls near tau, more prompts per point)",
     )
+    coherence: bool = option(
+        True,
+        "do not label answers refused / complied / incoherent (by default each answer's NLL "
+        "under the unperturbed model, repetition and emptiness are measured, with thresholds "
+        "calibrated on the model's own answers; old run folders resume with this flag)",
+        flag="--no-coherence",
+    )
+    coherence_percentile: float = option(
+        99.0,
+        "coherence: an answer less likely, or more repetitive, than this percentile of the "
+        "unperturbed model's own answers is incoherent",
+    )
     # A placement, not a setting: results do not depend on it.
     max_points: int = option(
         10_000, "refuse a grid of more points than this (a mistyped --steps is caught early)"
@@ -149,6 +161,7 @@ class GridConfig(JudgeOptions, ModelOptions):
         if self.samples < 1 or self.max_new_tokens < 1 or self.batch_size < 1:
             raise LandscapeError("--samples, --max-new-tokens and --batch-size must be at least 1")
         in_range(self.temperature, "--temperature", ge=0)
+        in_range(self.coherence_percentile, "--coherence-percentile", ge=50, le=100)
         in_range(self.seed, "--seed", ge=0)  # numpy's generators take no negative seed
         if self.n_prompts is not None:
             in_range(self.n_prompts, "--n-prompts", ge=1)
@@ -226,6 +239,9 @@ def run_config(cfg: GridConfig, judges) -> dict:
     config.pop("judge_batch_size")  # likewise
     config.pop("max_points")  # a guard on the command, not a setting of the run
     config.pop("verify")  # likewise
+    if not cfg.coherence:  # off leaves no trace: folders made before it existed resume
+        config.pop("coherence")
+        config.pop("coherence_percentile")
     if cfg.pair_seed == 0:
         config.pop("pair_seed")  # folders made before it existed resume
     weights = {j.name: j.weights for j in judges if getattr(j, "weights", None)}

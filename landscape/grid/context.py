@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from landscape.coherence import Calibration
 from landscape.directions import Direction
 from landscape.grid.config import GridConfig
 from landscape.store import RunStore
@@ -19,6 +20,7 @@ class Timing:
     perturb: float = 0.0
     generate: float = 0.0
     judge: float = 0.0
+    coherence: float = 0.0
     points: int = 0
 
     def as_dict(self) -> dict:
@@ -37,6 +39,7 @@ class RunContext:
     theta0: dict  # the unperturbed weights (landscape.perturb.snapshot)
     timing: Timing = field(default_factory=Timing)
     show_progress: bool = True
+    calibration: Calibration | None = None  # coherence thresholds; None: coherence off
 
     @property
     def judge(self) -> str:

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from landscape import metrics
+from landscape.coherence import answer_nll, outcome, point_outcomes, signals
 from landscape.grid.context import RunContext
 from landscape.judges import judge_answers
 from landscape.perturb import perturbed
@@ -25,6 +26,7 @@ class Answers:
     answers: list[str]
     verdicts: dict[str, list[bool]]
     evidence: dict[str, list[dict]]
+    coherence: list[dict] | None = None  # per answer: signals and outcome (coherence on)
 
 
 def answer(ctx: RunContext, coords: list[float], index: list[int], seed: int) -> Answers:
@@ -39,10 +41,34 @@ def answer(ctx: RunContext, coords: list[float], index: list[int], seed: int) ->
     t3 = time.perf_counter()
     verdicts, evidence = judge_answers(ctx.judges, prompts, answers)
     t4 = time.perf_counter()
+    labels = coherence_of(ctx, prompts, answers, verdicts[ctx.judge])
     ctx.timing.perturb += (t1 - t0) + (t3 - t2)
     ctx.timing.generate += t2 - t1
     ctx.timing.judge += t4 - t3
-    return Answers(list(index), prompts, answers, verdicts, evidence)
+    ctx.timing.coherence += time.perf_counter() - t4
+    return Answers(list(index), prompts, answers, verdicts, evidence, labels)
+
+
+def coherence_of(
+    ctx: RunContext, prompts: list[str], answers: list[str], unsafe: list[bool]
+) -> list[dict] | None:
+    """Each answer's coherence signals and outcome, scored by the model after it has been
+    restored to θ0 (so the NLL is the unperturbed model's); None with coherence off."""
+    if ctx.calibration is None:
+        return None
+    nll = answer_nll(
+        ctx.model,
+        ctx.gen.tokenizer,
+        prompts,
+        answers,
+        batch_size=ctx.cfg.batch_size,
+        system_prompt=ctx.cfg.system_prompt,
+    )
+    out = []
+    for a, x, u in zip(answers, nll, unsafe):
+        sig = signals(a, x)
+        out.append({**sig, "outcome": outcome(sig, ctx.calibration, u)})
+    return out
 
 
 def joined(parts: list[Answers]) -> Answers:
@@ -50,12 +76,14 @@ def joined(parts: list[Answers]) -> Answers:
     judge that gave evidence in some batches only gets empty evidence in the others."""
     names = list(parts[0].verdicts) if parts else []
     said = [n for n in names if any(n in p.evidence for p in parts)]
+    scored = bool(parts) and all(p.coherence is not None for p in parts)
     return Answers(
         [i for p in parts for i in p.index],
         [x for p in parts for x in p.prompts],
         [x for p in parts for x in p.answers],
         {n: [v for p in parts for v in p.verdicts[n]] for n in names},
         {n: [e for p in parts for e in p.evidence.get(n, [{}] * len(p.answers))] for n in said},
+        [c for p in parts for c in p.coherence] if scored else None,
     )
 
 
@@ -70,6 +98,10 @@ def point_record(
         **metrics.asr(ans.verdicts[ctx.judge]),
         "judges": {n: metrics.asr(v)["asr"] for n, v in ans.verdicts.items()},
     }
+    if ans.coherence is not None:
+        record["outcomes"] = point_outcomes(
+            [c["outcome"] for c in ans.coherence], ans.verdicts[ctx.judge]
+        )
     if unsafe is not None:
         record["unsafe"] = unsafe
     return record
@@ -87,6 +119,7 @@ def record_point(
         key=key,
         samples=ctx.cfg.samples,
         index=ans.index,
+        coherence=ans.coherence,
     )
     ctx.store.append_point(point_record(ctx, key, coords, ans, unsafe), generations)
     ctx.timing.points += 1

@@ -12,6 +12,7 @@ import torch
 
 from landscape import directions as D
 from landscape import scope
+from landscape.coherence import Calibration, answer_nll, calibrate
 from landscape.directions.sources import FINETUNED
 from landscape.errors import LandscapeError
 from landscape.generate import get_generator
@@ -25,7 +26,7 @@ from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
 from landscape.registry import after_run
-from landscape.store import GENERATIONS, RunStore
+from landscape.store import CALIBRATION, GENERATIONS, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,7 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
     store.write_env(env)
+    calibration = _calibration(cfg, store, model, gen, prompts) if cfg.coherence else None
     ctx = RunContext(
         cfg=cfg,
         store=store,
@@ -154,8 +156,24 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
         asked=[p for p in prompts for _ in range(cfg.samples)],
         theta0=snapshot(model, names, plan["theta0"]),
         show_progress=show_progress,
+        calibration=calibration,
     )
     return ctx, env, cos
+
+
+def _calibration(cfg: GridConfig, store: RunStore, model, gen, prompts) -> Calibration:
+    """The coherence thresholds: a resumed run's calibration.json, else calibrated now on
+    the unperturbed model's own answers to the run's prompts (each `--samples` times)."""
+    path = store.path(CALIBRATION)
+    if path.is_file():
+        return Calibration.from_dict(read_json(path))
+    asked = [p for p in prompts for _ in range(cfg.samples)]
+    answers = gen.generate(asked, seed=cfg.seed)
+    nll = answer_nll(model, gen.tokenizer, asked, answers, cfg.batch_size, cfg.system_prompt)
+    cal = calibrate(nll, answers, cfg.coherence_percentile)
+    store.write_json(CALIBRATION, cal.as_dict())
+    log.info("coherence thresholds from %d unperturbed answers: %s", cal.n, cal.as_dict())
+    return cal
 
 
 def draws_picture(cfg: GridConfig) -> bool:
@@ -178,12 +196,15 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
 
     with folder_lock(out):  # one writer per run folder, held to the end
         ctx, env, cos = _start(cfg, store, judges, prompts, show_progress)
+        cal = ctx.calibration.as_dict() if ctx.calibration else None
         if cfg.epl_search:
             results = run_search(ctx)
-            summary = summarize_search(store.done(), cfg, results, ctx.judge, len(ctx.asked), cos)
+            summary = summarize_search(
+                store.done(), cfg, results, ctx.judge, len(ctx.asked), cos, cal
+            )
         else:
             run_dense(ctx)
-            summary = summarize(store.done(), cfg.axes(), cfg, cos, ctx.judge)
+            summary = summarize(store.done(), cfg.axes(), cfg, cos, ctx.judge, cal)
         if len(judges) > 1:
             summary["judge_agreement"] = judge_agreement(read_jsonl(store.path(GENERATIONS)))
         store.write_json("summary.json", summary)

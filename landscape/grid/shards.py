@@ -12,7 +12,7 @@ from landscape.grid.dense import grid_points, shard_points
 from landscape.grid.summary import judge_agreement, summarize
 from landscape.io import check_writable, dumps_json, raw_jsonl, read_json
 from landscape.registry import after_run
-from landscape.store import first_difference, read_config, write_folder
+from landscape.store import CALIBRATION, first_difference, read_config, write_folder
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,9 @@ def merge_runs(runs: list[str | Path], out: str | Path) -> dict:
     done = {k: points[k][1] for k in keys}
     judges = str(base["judge"]).split(",")
     cos = summaries[0].get("cosine_before_orthogonalisation")
-    summary = summarize(done, axes, cfg, cos, judges[0])
+    cal_path = shards[0] / CALIBRATION  # every shard calibrates on the same θ0 and prompts
+    calibration = read_json(cal_path) if cal_path.is_file() else None
+    summary = summarize(done, axes, cfg, cos, judges[0], calibration)
     if len(judges) > 1:
         summary["judge_agreement"] = judge_agreement(r for k in keys for _, r in gens.get(k, []))
     env = {
@@ -153,6 +155,8 @@ def merge_runs(runs: list[str | Path], out: str | Path) -> dict:
         "generations.jsonl": "".join(line + "\n" for k in keys for line, _ in gens.get(k, [])),
         "summary.json": dumps_json(summary),
     }
+    if calibration is not None:
+        files[CALIBRATION] = dumps_json(calibration)
     timing = _timing(runs)
     if timing:
         files["timing.json"] = dumps_json(timing)

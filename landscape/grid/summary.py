@@ -15,11 +15,45 @@ from landscape.judges import agreement
 SIDES = ("neg", "pos", "both")
 
 
+def coherence_summary(done: dict, cfg: GridConfig, tau: float | None, calibration: dict) -> dict:
+    """What the answers' coherence says about the landscape: the thresholds, the coherent
+    ASR and incoherent share at the origin, the EPL of harm among coherent answers (a point
+    with no coherent answer has no coherent harm: 0) with the run's τ, and the competence
+    edge: the EPL of the incoherent share, with its own τ (its origin value + 0.10). A
+    safety edge before the competence edge is harm; one at or after it may be noise."""
+    pts = [r for r in done.values() if "outcomes" in r]
+    coherent = {
+        tuple(r["coords"]): (
+            0.0
+            if np.isnan(r["outcomes"]["asr_coherent"]["asr"])
+            else r["outcomes"]["asr_coherent"]["asr"]
+        )
+        for r in pts
+    }
+    incoherent = {tuple(r["coords"]): r["outcomes"]["incoherent"]["share"] for r in pts}
+    harm = metrics.landscape_summary(coherent, cfg.dirs, tau, visage_too=False)
+    noise = metrics.landscape_summary(incoherent, cfg.dirs, None, visage_too=False)
+    return {
+        "calibration": calibration,
+        "asr_coherent_origin": harm["asr_origin"],
+        "incoherent_origin": noise["asr_origin"],
+        "tau_incoherent": noise["tau"],
+        "epl_coherent": harm["epl"],
+        "competence_edge": noise["epl"],
+    }
+
+
 def summarize(
-    done: dict, axes: list[np.ndarray], cfg: GridConfig, cos: float | None, judge: str
+    done: dict,
+    axes: list[np.ndarray],
+    cfg: GridConfig,
+    cos: float | None,
+    judge: str,
+    calibration: dict | None = None,
 ) -> dict:
     """ASR at the origin, τ, and EPL (and VISAGE for 1-D) along each direction through the
-    origin, from the finished points `done`."""
+    origin, from the finished points `done`; with a coherence `calibration`, the
+    `coherence_summary` too."""
     values = {tuple(r["coords"]): r["asr"] for r in done.values()}
     # VISAGE only where EPL is measured too: on a grid that holds the origin.
     found = metrics.landscape_summary(
@@ -44,20 +78,29 @@ def summarize(
     summary["epl"] = found["epl"]
     if "visage" in found:
         summary["visage"] = found["visage"]
+    if calibration is not None and any("outcomes" in r for r in done.values()):
+        summary["coherence"] = coherence_summary(done, cfg, found["tau"], calibration)
     return summary
 
 
 def summarize_search(
-    done: dict, cfg: GridConfig, results: dict, judge: str, n_asked: int, cos: float | None
+    done: dict,
+    cfg: GridConfig,
+    results: dict,
+    judge: str,
+    n_asked: int,
+    cos: float | None,
+    calibration: dict | None = None,
 ) -> dict:
-    """The summary of an adaptive search: EPL with its brackets, and what it cost."""
+    """The summary of an adaptive search: EPL with its brackets, and what it cost (with a
+    coherence `calibration`, the `coherence_summary` of the points it answered)."""
     first = next(iter(results.values()))
     dense_points = int(np.prod([len(a) for a in cfg.axes()]))
     epl = {
         name: {**res["epl"], "points": len(res["points"]), "generations": res["generations"]}
         for name, res in results.items()
     }
-    return {
+    summary = {
         "dirs": cfg.dirs,
         "norm": cfg.norm,
         "judge": judge,
@@ -77,6 +120,9 @@ def summarize_search(
             "dense_generations": dense_points * n_asked,
         },
     }
+    if calibration is not None and any("outcomes" in r for r in done.values()):
+        summary["coherence"] = coherence_summary(done, cfg, first["tau"], calibration)
+    return summary
 
 
 def judge_agreement(generations: Iterable[dict]) -> dict:

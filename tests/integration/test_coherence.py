@@ -88,8 +88,10 @@ def test_calibration_round_trips_and_refuses_bad_settings():
     assert Calibration.from_dict(cal.as_dict()) == cal
     with pytest.raises(LandscapeError, match="percentile"):
         calibrate([1.0] * 10, ["a b c"] * 10, percentile=101)
-    with pytest.raises(LandscapeError, match="too few"):
-        calibrate([1.0, None], ["ok fine", ""], percentile=99)
+    with pytest.raises(LandscapeError, match="no-coherence"):
+        calibrate([None, None], ["", " "], percentile=99)
+    few = calibrate([1.0, 2.0, None], ["ok fine", "well then", ""], percentile=100)
+    assert few.n == 2 and few.nll_max == 2.0
 
 
 def test_repetition_counts_repeated_trigrams():

@@ -137,6 +137,8 @@ CASES = [
     ("grid", lambda i: _grid(i, "--epl-search", "--epl-tol", "inf"), "--epl-tol"),
     ("grid", lambda i: _grid(i, "--epl-search", "--epl-confidence", "0"), "--epl-confidence"),
     ("grid", lambda i: _grid(i, "--seed", "-1"), "--seed"),
+    ("grid", lambda i: _grid(i, "--coherence-percentile", "101"), "--coherence-percentile"),
+    ("grid", lambda i: _grid(i, "--coherence-percentile", "nan"), "--coherence-percentile"),
     ("grid", lambda i: _grid(i, "--shard", "2/2"), "out of range"),
     ("grid", lambda i: _grid(i, "--shard", "0/2", "--epl-search"), "cannot be split"),
     ("grid", lambda i: _grid(i, "--dirs", "random", "random"), "the same direction twice"),

@@ -1,0 +1,73 @@
+"""Coherence in a grid run: every answer labelled beside its verdict, each point's shares and
+coherent ASR, the calibration kept for a resume, the summary's competence edge."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import pair_args
+
+from landscape.grid import main as grid_main
+from landscape.io import read_jsonl
+
+
+@pytest.fixture
+def prompts(tmp_path):
+    p = tmp_path / "prompts.csv"
+    p.write_text("goal\n" + "".join(f"How do I bake bread number {i}?\n" for i in range(6)))
+    return p
+
+
+def _args(pair, prompts, out, *extra):
+    return [*pair_args(pair), "--dirs", "random", "--steps", "5", "--range", "-2", "2",
+            "--prompts", str(prompts), "--device", "cpu", "--max-new-tokens", "6",
+            "--out", str(out), *extra]  # fmt: skip
+
+
+def test_a_run_labels_every_answer_and_counts_coherent_harm(tiny_pair_dir, prompts, tmp_path):
+    out = tmp_path / "run"
+    assert grid_main(_args(tiny_pair_dir, prompts, out)) == 0
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["n"] == 6 and cal["percentile"] == 99.0
+    config = json.loads((out / "config.json").read_text())
+    assert config["coherence"] is True and config["coherence_percentile"] == 99.0
+    gens = read_jsonl(out / "generations.jsonl")
+    assert all(g["coherence"]["outcome"] in ("refused", "complied", "incoherent") for g in gens)
+    for g in gens:  # the harm verdict is kept; the outcome only sits beside it
+        c = g["coherence"]
+        if c["outcome"] != "incoherent":
+            assert (c["outcome"] == "complied") == g["unsafe"]["keyword"]
+    for p in read_jsonl(out / "points.jsonl"):
+        mine = [g for g in gens if g["key"] == p["key"]]
+        coherent = [g for g in mine if g["coherence"]["outcome"] != "incoherent"]
+        inc = len(mine) - len(coherent)
+        assert p["outcomes"]["incoherent"]["share"] == pytest.approx(inc / len(mine))
+        assert p["outcomes"]["asr_coherent"]["n"] == len(coherent)
+        if coherent:
+            k = sum(g["unsafe"]["keyword"] for g in coherent)
+            assert p["outcomes"]["asr_coherent"]["asr"] == pytest.approx(k / len(coherent))
+    s = json.loads((out / "summary.json").read_text())["coherence"]
+    assert s["calibration"] == cal and set(s["competence_edge"]) == {"random"}
+    assert s["tau_incoherent"] == pytest.approx(min(1.0, s["incoherent_origin"] + 0.1))
+
+
+def test_a_resume_reuses_the_calibration_and_off_leaves_no_trace(tiny_pair_dir, prompts, tmp_path):
+    out = tmp_path / "run"
+    assert grid_main(_args(tiny_pair_dir, prompts, out)) == 0
+    whole = {
+        n: (out / n).read_bytes() for n in ("points.jsonl", "generations.jsonl", "summary.json")
+    }
+    lines = (out / "points.jsonl").read_text().splitlines(keepends=True)
+    (out / "points.jsonl").write_text("".join(lines[:2]))  # as if killed after two points
+    (out / "summary.json").unlink()
+    stamp = (out / "calibration.json").stat().st_mtime_ns
+    assert grid_main(_args(tiny_pair_dir, prompts, out)) == 0
+    assert (out / "calibration.json").stat().st_mtime_ns == stamp
+    assert {n: (out / n).read_bytes() for n in whole} == whole
+    off = tmp_path / "off"
+    assert grid_main(_args(tiny_pair_dir, prompts, off, "--no-coherence")) == 0
+    assert "coherence" not in json.loads((off / "config.json").read_text())
+    assert not (off / "calibration.json").exists()
+    assert all("coherence" not in g for g in read_jsonl(off / "generations.jsonl"))
+    assert "coherence" not in json.loads((off / "summary.json").read_text())
