@@ -1,6 +1,7 @@
 """Figures made from a run folder alone (never from live models).
 
     python -m analysis.figures RUN... [--out DIR] [--kind auto|curve|contour|surface|html|lambda|lr|frontier]
+                               [--plotlyjs beside|inline|cdn]
 
 RUN is a landscape run folder (written by `landscape.grid`) or, for `lambda`/`lr`, a folder of
 AsFT runs (one subfolder per run, each holding config.json and result.json).
@@ -10,7 +11,9 @@ AsFT runs (one subfolder per run, each holding config.json and result.json).
   contour  2-D: filled ASR contours with the basin edge (ASR = τ) outlined       (PNG + PDF)
   surface  2-D: the ASR surface in 3-D                                           (PNG + PDF)
   html     interactive plotly page: the surface and heat map (a 1-D run: the curve); hovering
-           shows the coordinates, ASR, its Wilson interval and two answers from that point
+           shows the coordinates, ASR, its Wilson interval and two answers from that point.
+           It draws offline: --plotlyjs beside (default) writes plotly.min.js once into
+           --out beside the pages, inline puts it into each page, cdn loads it from the net
   lambda   AsFT λ sweep: harmful score and fine-tuning accuracy against λ         (PNG + PDF)
   lr       AsFT learning-rate robustness: HS and FA against lr, one line per method
   frontier a sweep folder (`landscape.asft sweep`): HS against FA, one line per method and
@@ -27,6 +30,7 @@ exit status 2 before anything is written.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -34,6 +38,7 @@ from analysis.figures.curves import plot_curves
 from analysis.figures.data import load_lines, load_plane, need_points
 from analysis.figures.frontier import frontier_records, plot_frontier
 from analysis.figures.html import plot_html
+from analysis.figures.plotlyjs import MODES
 from analysis.figures.plane import plot_contour, plot_surface
 from analysis.figures.style import prepare_out
 from analysis.figures.sweeps import lambda_records, lr_records, plot_lambda, plot_lr
@@ -110,10 +115,12 @@ def plan(paths: list[Path], kind: str) -> list[tuple]:
     return _auto(paths)
 
 
-def _make(paths: list[Path], kind: str, out: Path) -> list[Path]:
+def _make(paths: list[Path], kind: str, out: Path, plotlyjs: str = "beside") -> list[Path]:
     prepare_out(out)
     written: list[Path] = []
     for fn, arg in plan(paths, kind):
+        if fn is plot_html:
+            fn = functools.partial(plot_html, plotlyjs=plotlyjs)
         r = fn(arg, out)
         written += r if isinstance(r, list) else [r]
     return written
@@ -130,12 +137,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=Path("."), help="output folder (default: .)")
     p.add_argument("--kind", default="auto", choices=KINDS)
+    p.add_argument(
+        "--plotlyjs",
+        default="beside",
+        choices=MODES,
+        help="how the HTML pages get plotly.js: beside (default; plotly.min.js written once "
+        "into --out), inline (in each page), cdn (from the network)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
-    written = run_cli(lambda: _make(a.runs, a.kind, a.out))
+    written = run_cli(lambda: _make(a.runs, a.kind, a.out, a.plotlyjs))
     if written is None:
         return 2
     for w in written:
