@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.runs import as_list, grid_config, is_grid_run, read_points, read_summary
 from landscape import metrics
 from landscape.errors import LandscapeError
+from landscape.grid.summary import coherence_summary
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,10 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
     )
     tau, asr0 = got["tau"], got["asr_origin"]
     recorded = read_summary(run).get("epl") or {}
+    coherence = None
+    if judge is None and any("outcomes" in p for p in points):  # labels are the first judge's
+        done = {i: p for i, p in enumerate(points) if "outcomes" in p}
+        coherence = coherence_summary(done, dirs, tau, None)
     base = {
         "run": run.name,
         "model": _model_label(config),
@@ -153,8 +158,25 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
                 row[f"epl_{side}_lo"], row[f"epl_{side}_hi"] = _ends(e[f"{side}_bracket"])
             if judge is None and _disagrees(recorded.get(name), e):
                 log.warning("%s: summary.json's EPL along %s differs from points.jsonl", run, name)
+        row.update(_coherence_columns(coherence, name))
         rows.append(row)
     return rows
+
+
+def _coherence_columns(coherence: dict | None, name: str) -> dict:
+    """The EPL of harm among coherent answers and the competence edge (the EPL of the
+    incoherent share) per side; NaN for a run without coherence labels."""
+    row = {f"{k}_{side}": np.nan for k in ("epl_coherent", "competence") for side in ("neg", "pos")}
+    row |= {"asr_coherent_origin": np.nan, "incoherent_origin": np.nan}
+    if coherence is None:
+        return row
+    row["asr_coherent_origin"] = coherence["asr_coherent_origin"]
+    row["incoherent_origin"] = coherence["incoherent_origin"]
+    for key, col in (("epl_coherent", "epl_coherent"), ("competence_edge", "competence")):
+        e = coherence[key].get(name)
+        if e is not None:
+            row[f"{col}_neg"], row[f"{col}_pos"] = e["neg"], e["pos"]
+    return row
 
 
 COLUMNS = (
@@ -162,6 +184,8 @@ COLUMNS = (
     "epl_neg", "epl_neg_censored", "epl_pos", "epl_pos_censored",
     "epl_both", "epl_both_censored", "visage",
     "epl_neg_lo", "epl_neg_hi", "epl_pos_lo", "epl_pos_hi", "epl_both_lo", "epl_both_hi",
+    "asr_coherent_origin", "incoherent_origin", "epl_coherent_neg", "epl_coherent_pos",
+    "competence_neg", "competence_pos",
 )  # fmt: skip
 
 

@@ -15,7 +15,9 @@ from landscape.judges import agreement
 SIDES = ("neg", "pos", "both")
 
 
-def coherence_summary(done: dict, cfg: GridConfig, tau: float | None, calibration: dict) -> dict:
+def coherence_summary(
+    done: dict, dirs: list[str], tau: float | None, calibration: dict | None
+) -> dict:
     """What the answers' coherence says about the landscape: the thresholds, the coherent
     ASR and incoherent share at the origin, the EPL of harm among coherent answers (a point
     with no coherent answer has no coherent harm: 0) with the run's τ, and the competence
@@ -31,8 +33,8 @@ def coherence_summary(done: dict, cfg: GridConfig, tau: float | None, calibratio
         for r in pts
     }
     incoherent = {tuple(r["coords"]): r["outcomes"]["incoherent"]["share"] for r in pts}
-    harm = metrics.landscape_summary(coherent, cfg.dirs, tau, visage_too=False)
-    noise = metrics.landscape_summary(incoherent, cfg.dirs, None, visage_too=False)
+    harm = metrics.landscape_summary(coherent, dirs, tau, visage_too=False)
+    noise = metrics.landscape_summary(incoherent, dirs, None, visage_too=False)
     return {
         "calibration": calibration,
         "asr_coherent_origin": harm["asr_origin"],
@@ -79,7 +81,7 @@ def summarize(
     if "visage" in found:
         summary["visage"] = found["visage"]
     if calibration is not None and any("outcomes" in r for r in done.values()):
-        summary["coherence"] = coherence_summary(done, cfg, found["tau"], calibration)
+        summary["coherence"] = coherence_summary(done, cfg.dirs, found["tau"], calibration)
     return summary
 
 
@@ -121,7 +123,7 @@ def summarize_search(
         },
     }
     if calibration is not None and any("outcomes" in r for r in done.values()):
-        summary["coherence"] = coherence_summary(done, cfg, first["tau"], calibration)
+        summary["coherence"] = coherence_summary(done, cfg.dirs, first["tau"], calibration)
     return summary
 
 

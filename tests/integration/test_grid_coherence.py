@@ -71,3 +71,20 @@ def test_a_resume_reuses_the_calibration_and_off_leaves_no_trace(tiny_pair_dir, 
     assert not (off / "calibration.json").exists()
     assert all("coherence" not in g for g in read_jsonl(off / "generations.jsonl"))
     assert "coherence" not in json.loads((off / "summary.json").read_text())
+
+
+def test_the_epl_table_carries_the_coherent_edge_and_the_competence_edge(
+    tiny_pair_dir, prompts, tmp_path
+):
+    from analysis.tables import epl_table
+
+    out = tmp_path / "run"
+    assert grid_main(_args(tiny_pair_dir, prompts, out)) == 0
+    s = json.loads((out / "summary.json").read_text())["coherence"]
+    row = epl_table(out).iloc[0]
+    assert row["competence_neg"] == s["competence_edge"]["random"]["neg"]
+    assert row["epl_coherent_pos"] == s["epl_coherent"]["random"]["pos"]
+    assert row["incoherent_origin"] == pytest.approx(s["incoherent_origin"])
+    off = tmp_path / "off"
+    assert grid_main(_args(tiny_pair_dir, prompts, off, "--no-coherence")) == 0
+    assert epl_table(off)[["competence_neg", "epl_coherent_pos"]].isna().all().all()
