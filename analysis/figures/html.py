@@ -209,7 +209,9 @@ def figure_div(fig, div_id: str = "landscape") -> str:
     )
 
 
-_CSS = "html, body {margin: 0; height: 100%;} .figure {width: 100%; height: 100vh; min-height: 520px;}"
+_CSS = (
+    "html, body {margin: 0; height: 100%;} .figure {width: 100%; height: 100vh; min-height: 520px;}"
+)
 
 
 def plot_html(run: str | Path, out: str | Path, plotlyjs: str = "beside") -> Path:

@@ -35,6 +35,16 @@ def _numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
+def table_cells(
+    df: pd.DataFrame, float_format: str = "{:.4g}"
+) -> tuple[list[str], list[list[str]]]:
+    """(column names, rows of cell text) as the Markdown table shows them (for HTML pages)."""
+    df = _flat(df)
+    return [str(c) for c in df.columns], [
+        [_cell(v, float_format) for v in row] for row in df.itertuples(index=False)
+    ]
+
+
 def to_markdown(df: pd.DataFrame, float_format: str = "{:.4g}") -> str:
     """A pipe table (numbers right-aligned)."""
     df = _flat(df)
