@@ -38,8 +38,8 @@ from analysis.figures.curves import plot_curves
 from analysis.figures.data import load_lines, load_plane, need_points
 from analysis.figures.frontier import frontier_records, plot_frontier
 from analysis.figures.html import plot_html
-from analysis.figures.plotlyjs import MODES
 from analysis.figures.plane import plot_contour, plot_surface
+from analysis.figures.plotlyjs import MODES
 from analysis.figures.style import prepare_out
 from analysis.figures.sweeps import lambda_records, lr_records, plot_lambda, plot_lr
 from analysis.runs import is_asft_dir, load_asft_runs, load_run
