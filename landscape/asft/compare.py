@@ -15,7 +15,13 @@ from landscape import directions as D
 from landscape.asft.config import LATER, TRAINING_LATER, AsftConfig, check_run_folder, stored_config
 from landscape.asft.evaluate import evaluate, hs_key, load_judges
 from landscape.asft.finetune import finetune, training_data
-from landscape.asft.methods import alt_variant, anchor_direction, get_method, target_names
+from landscape.asft.methods import (
+    alt_variant,
+    anchor_direction,
+    get_method,
+    parse_anchor,
+    target_names,
+)
 from landscape.asft.report import format_table
 from landscape.asft.table import mean_rows, seed_spread
 from landscape.checks import in_range
@@ -31,9 +37,13 @@ def _label(method: str, variant: str | None, anchor: str | None = None) -> str:
     return f"{label}@{anchor}" if anchor else label
 
 
-def _folder(out: Path, label: str, p: float) -> Path:
+def _folder(out: Path, label: str, run: AsftConfig) -> Path:
+    """A run's folder: its label made a file name, with the random anchor's seed."""
+    seed = parse_anchor(run.anchor)
+    if seed is not None:
+        label = label.replace("@random", f"@random{seed}")
     name = label.replace("[", "-").replace("]", "").replace(":", "").replace("@", "-")
-    return out / f"{name}-p{p}"
+    return out / f"{name}-p{run.p}"
 
 
 def _settings(method: str, variants, controls: bool, seed: int) -> list[tuple]:
@@ -58,7 +68,9 @@ def _runs(cfg: AsftConfig, methods, ratios, variants, controls: bool = False):
                 run = dataclasses.replace(
                     cfg, method=method, p=p, variant=variant or cfg.variant, anchor=anchor
                 )
-                yield _label(method, variant, anchor), run
+                # One label for the random-anchor control whatever its seed (the run's
+                # seed), so that seeds of it aggregate into one row.
+                yield _label(method, variant, "random" if anchor else None), run
 
 
 def diagnostics(cfg: AsftConfig, variants: list[str]) -> dict:
@@ -227,7 +239,7 @@ def _plan(cfg, methods, ratios, variants, controls, seeds, out: Path) -> list[tu
     for seed in seeds or [cfg.seed]:
         seeded = dataclasses.replace(cfg, seed=seed)
         for label, run in _runs(seeded, methods, ratios, variants, controls):
-            folder = _folder(out, label, run.p)
+            folder = _folder(out, label, run)
             if seeds:
                 folder = folder.with_name(f"{folder.name}-s{seed}")
             plan.append((seed, label, run, folder))

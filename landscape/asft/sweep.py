@@ -48,12 +48,12 @@ def sweep_runs(
         seeded = dataclasses.replace(cfg, seed=seed)
         for label, run in _runs(seeded, methods, [cfg.p], variants, controls):
             if get_method(run.method).penalty is None:
-                out.append((label, run, f"{_folder(Path(), label, run.p).name}-s{seed}"))
+                out.append((label, run, f"{_folder(Path(), label, run).name}-s{seed}"))
                 continue
             for lam in lams:
                 named = f"{label}-lam{lam:g}"
                 one = dataclasses.replace(run, lam=lam)
-                out.append((label, one, f"{_folder(Path(), named, run.p).name}-s{seed}"))
+                out.append((label, one, f"{_folder(Path(), named, one).name}-s{seed}"))
     return out
 
 

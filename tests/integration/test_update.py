@@ -116,7 +116,7 @@ def test_compare_with_controls_measures_each_run_against_sft(
     cfg = _cfg(tiny_pair_dir, eval_prompts, harmful_data, lam=0.5)
     table = compare(cfg, ["sft", "asft"], [0.25], tmp_path / "cmp", ["flat"], controls=True)
     labels = [r["method"] for r in table["rows"]]
-    assert labels == ["sft", "asft[flat]", "asft[l2]", "asft[flat]@random:0"]
+    assert labels == ["sft", "asft[flat]", "asft[l2]", "asft[flat]@random"]
     by = {r["method"]: r for r in table["rows"]}
     assert "cos_sft_update" not in by["sft"]
     for label in labels[1:]:
@@ -136,7 +136,7 @@ def test_compare_with_controls_measures_each_run_against_sft(
         rows = list(csv.DictReader(f))
     assert [r["method"] for r in rows] == labels and rows[2]["lam_released"] == "8.0"
     md = (tmp_path / "cmp" / "table.md").read_text()
-    assert "λ·pen(ΔW_SFT)" in md and "asft[flat]@random:0" in md
+    assert "λ·pen(ΔW_SFT)" in md and "asft[flat]@random" in md
 
 
 def test_a_sweep_gives_the_frontier_and_repeats_exactly(
@@ -154,10 +154,11 @@ def test_a_sweep_gives_the_frontier_and_repeats_exactly(
     per_seed = 1 + 1 + 3 * 2  # before, sft, and asft[flat], l2, random anchor at two λ
     assert len(rows) == 2 * per_seed
     df = pd.read_csv(tmp_path / "a" / "sweep.csv")
-    assert set(df["method"]) == {BEFORE, "sft", "asft[flat]", "asft[l2]", "asft[flat]@random:0",
-                                 "asft[flat]@random:1"}  # fmt: skip
+    assert set(df["method"]) == {BEFORE, "sft", "asft[flat]", "asft[l2]", "asft[flat]@random"}
     assert df.loc[df["method"] == "sft", "lam"].isna().all()
     pts = frontier_points(df)
+    # The random-anchor control is one series over seeds (each seed its own random anchor).
+    assert (pts["asft[flat]@random"]["n_seeds"] == 2).all()
     l2 = df[df["method"] == "asft[l2]"]
     for lam in (0.1, 1.0):
         got = pts["asft[l2]"].set_index("lam").loc[lam]

@@ -142,14 +142,14 @@ def test_controls_add_l2_and_a_random_anchor_beside_every_variant(tmp_path):
         "asft[flat+one-sided]",
         "asft[subspace:4]",
         "asft[l2]",
-        "asft[flat+one-sided]@random:3",
-        "asft[subspace:4]@random:3",
+        "asft[flat+one-sided]@random",
+        "asft[subspace:4]@random",
     ]
     by = dict(runs)
     assert by["asft[l2]"].variant == "l2" and by["asft[l2]"].anchor is None
-    assert by["asft[subspace:4]@random:3"].anchor == "random:3"
+    assert by["asft[subspace:4]@random"].anchor == "random:3"  # the run's seed
     assert by["sft"].anchor is None
-    names = {_folder(tmp_path, label, 0.1).name for label in labels}
+    names = {_folder(tmp_path, label, run).name for label, run in runs}
     assert len(names) == len(labels)  # one folder each
     assert "asft-subspace4-random3-p0.1" in names
     plain = [label for label, _ in _runs(cfg, ["asft"], [0.1], ["flat"], False)]
