@@ -271,7 +271,7 @@ def _default_run_section(d: dict) -> list[str]:
     outside = (d["wall_s"] - t["generate"]) / d["wall_s"]
     ours = (d["wall_s"] - t["generate"] - d["import_s"]) / d["wall_s"]
     header = ["wall s", "points", "s per point", "perturb s", "generate s", "judge s",
-              "coherence s (NLL pass + calibration's)", "setup s",
+              "coherence s (NLL pass per point)", "setup s",
               "of it: python + torch/transformers import s",
               "perturb+restore share", "outside generation", "outside generation and import",
               "peak RSS MiB", f"<= {TARGET_DEFAULT_RUN_S} s"]  # fmt: skip

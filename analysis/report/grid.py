@@ -18,7 +18,7 @@ SIDES = (("neg", "negative side"), ("pos", "positive side"), ("both", "both side
 # Summary fields shown in their own rows; any other field is listed as it is recorded.
 SHOWN = {
     "asr_origin", "tau", "epl", "visage", "cosine_before_orthogonalisation", "judge_agreement",
-    "judge", "dirs", "norm", "points", "points_total", "search",
+    "judge", "dirs", "norm", "points", "points_total", "search", "coherence",
 }  # fmt: skip
 # merge draws into a hidden sibling (landscape.io.building_folder) named `.NAME.tmp-PID-XXXX`
 _BUILDING = re.compile(r"^\.(?P<name>.+)\.tmp-\d+-[^.]*$")
@@ -66,9 +66,36 @@ def check_run(folder: Path) -> tuple[dict, list[dict], dict]:
     return config, points, summary
 
 
+def _epl_rows(what: str, epl: dict) -> list[list[str]]:
+    """One row per direction and side: `what` along the direction, formatted with its bracket."""
+    return [
+        [f"{what} along {name}, {label}", format_epl(e[side], e.get(f"{side}_bracket"))]
+        for name, e in (epl or {}).items()
+        for side, label in SIDES
+        if side in e
+    ]
+
+
+def _coherence_rows(c: dict) -> list[list[str]]:
+    """The summary's coherence block: the ASR among coherent answers, the incoherent share and
+    the two edges it gives (EPL among coherent answers, the competence edge)."""
+    cal = c.get("calibration") or {}
+    rows = [
+        ["ASR among coherent answers at the origin", _num(c.get("asr_coherent_origin"))],
+        ["incoherent share at the origin", _num(c.get("incoherent_origin"))],
+        ["τ of the incoherent share (for the competence edge)", _num(c.get("tau_incoherent"))],
+    ]
+    rows += _epl_rows("EPL among coherent answers", c.get("epl_coherent"))
+    rows += _epl_rows("competence edge", c.get("competence_edge"))
+    if cal:
+        rows.append(["coherence thresholds (calibration.json)", _text(cal)])
+    return rows
+
+
 def summary_rows(config: dict, summary: dict) -> list[list[str]]:
     """The summary as (what, value) rows: ASR at the origin, τ, EPL per direction and side with
-    its bracket, VISAGE, the cosine, the judges' agreement and κ, the search's cost."""
+    its bracket, VISAGE, the cosine, the judges' agreement and κ, the search's cost, and with
+    coherence on the coherent ASR, the incoherent share and their edges."""
     judge = summary.get("judge") or str(config.get("judge", "")).split(",")[0]
     tau_from = "set by --tau" if config.get("tau") is not None else "ASR at the origin + 0.10"
     rows = [
@@ -76,11 +103,7 @@ def summary_rows(config: dict, summary: dict) -> list[list[str]]:
         [f"ASR at the origin ({judge} judge)", _num(summary.get("asr_origin"))],
         ["τ (basin threshold)", f"{_num(summary.get('tau'))} ({tau_from})"],
     ]
-    for name, e in (summary.get("epl") or {}).items():
-        for side, label in SIDES:
-            if side in e:
-                value = format_epl(e[side], e.get(f"{side}_bracket"))
-                rows.append([f"EPL along {name}, {label}", value])
+    rows += _epl_rows("EPL", summary.get("epl"))
     if "visage" in summary:
         rows.append(["VISAGE", _num(summary["visage"], ".4g")])
     if len(config.get("dirs", [])) == 2:
@@ -103,13 +126,15 @@ def summary_rows(config: dict, summary: dict) -> list[list[str]]:
                 f"{search.get('dense_generations', '?')})",
             ]
         )
+    if isinstance(summary.get("coherence"), dict):
+        rows += _coherence_rows(summary["coherence"])
     rows += [[k, _text(v)] for k, v in sorted(summary.items()) if k not in SHOWN]
     return rows
 
 
 def _answers(gens: dict, points: list[dict]) -> dict[str, list[dict]]:
     """Per point key ("i,j"): its answers with prompt, sample, verdicts and evidence."""
-    keep = ("prompt", "sample", "answer", "unsafe", "evidence")
+    keep = ("prompt", "sample", "answer", "unsafe", "evidence", "coherence")
     return {
         ",".join(map(str, p["key"])): [
             {k: g[k] for k in keep if k in g} for g in gens.get(tuple(p["key"]), [])
@@ -153,7 +178,8 @@ def grid_report(folder: str | Path) -> dict:
         "figure": json.loads(fig.to_json()),
         "figure_height": 620 if len(dirs) == 2 else 480,
         "points": [
-            {k: p.get(k) for k in ("key", "coords", "asr", "lo", "hi", "n", "n_unsafe", "judges")}
+            {k: p.get(k) for k in ("key", "coords", "asr", "lo", "hi", "n", "n_unsafe", "judges",
+                                   "outcomes")}  # fmt: skip
             for p in points
         ],
         "dirs": dirs,

@@ -49,6 +49,12 @@
     var head = el("div", "answer-head");
     head.appendChild(el("span", "answer-n", "#" + (i + 1) + (g.sample ? " (sample " + g.sample + ")" : "")));
     head.appendChild(verdicts(g.unsafe));
+    var c = g.coherence;
+    if (c && c.outcome) {
+      var detail = ["nll", "repeat"].filter(function (k) { return typeof c[k] === "number"; })
+        .map(function (k) { return k + " " + c[k].toFixed(3); }).join(", ");
+      head.appendChild(el("span", "outcome " + c.outcome, c.outcome + (detail ? " (" + detail + ")" : "")));
+    }
     card.appendChild(head);
     card.appendChild(el("div", "label", "prompt"));
     card.appendChild(el("div", "prompt", g.prompt));
@@ -77,10 +83,14 @@
     var judges = Object.keys(p.judges || {}).map(function (j) {
       return j + " " + fmt(p.judges[j], 3);
     }).join(", ");
+    var o = p.outcomes || {};
+    var shares = ["refused", "complied", "incoherent"].filter(function (k) { return o[k]; })
+      .map(function (k) { return k + " " + fmt(o[k].share, 3); }).join(", ");
+    if (o.asr_coherent) shares += "; ASR among coherent answers " + fmt(o.asr_coherent.asr, 3);
     info.textContent = coordsText(p) + ": ASR " + fmt(p.asr, 3) + " (" + p.n_unsafe + "/" + p.n +
       " unsafe by " + data.judge + "), Wilson 95% [" + fmt(p.lo, 3) + ", " + fmt(p.hi, 3) + "]" +
-      (judges ? "; per judge: " + judges : "") + ". " + gens.length + " answers" +
-      (gens.length ? "" : " (none stored for this point)") + ".";
+      (judges ? "; per judge: " + judges : "") + (shares ? "; " + shares : "") + ". " +
+      gens.length + " answers" + (gens.length ? "" : " (none stored for this point)") + ".";
     var list = document.getElementById("answer-list");
     list.replaceChildren();
     var shown = state.all ? gens : gens.slice(0, data.first_answers);
