@@ -36,6 +36,9 @@ class Parser(argparse.ArgumentParser):
     negative numbers in any notation are values, and `--debug` shows tracebacks."""
 
     def __init__(self, *args, **kw):
+        # No prefixes of long options: with many options, `--p` silently meaning
+        # `--pair-seed` is worse than a one-line error.
+        kw.setdefault("allow_abbrev", False)
         super().__init__(*args, **kw)
         self._negative_number_matcher = _NEGATIVE_NUMBER
         self.add_argument(

@@ -82,7 +82,7 @@ def _parser() -> Parser:
     s.add_argument("--variants", nargs="+", help="asft penalty variants (default: --variant)")
     s.add_argument("--controls", action="store_true", help="add l2 and random-anchor controls")
     s.add_argument("--out", type=Path, default=Path("runs/sweep"), help="the sweep's folder")
-    add_options(s, AsftConfig, exclude=(*_SWEPT, "lam", "seed"))
+    add_options(s, AsftConfig, exclude=("method", "anchor", "lam", "seed"))
     return p
 
 
