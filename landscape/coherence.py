@@ -57,23 +57,29 @@ def answer_nll(
     answers: Sequence[str],
     batch_size: int = 16,
     system_prompt: str | None = None,
+    prompt_ids: dict[str, list[int]] | None = None,
 ) -> list[float | None]:
     """Mean per-token NLL (nats) of each answer's tokens given its prompt in the chat
     template, under `model` as it is now (call it with the unperturbed weights). None for an
-    answer with no tokens. Batched with right padding; only answer tokens are scored."""
+    answer with no tokens. Batched with right padding; only answer tokens are scored.
+    `prompt_ids`: a cache of the prompts' token ids that the caller keeps across calls (a
+    grid asks the same prompts at every point, and rendering the chat template and
+    tokenising one by one cost as much as the forward pass on a small model)."""
     from landscape.prompts import render_chat
 
     if len(prompts) != len(answers):
         raise LandscapeError(f"{len(prompts)} prompts but {len(answers)} answers")
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    rows = []
-    for p, a in zip(prompts, answers):
-        ids_p = tokenizer(
-            render_chat(tokenizer, p, system_prompt), add_special_tokens=False
-        ).input_ids
-        ids_a = tokenizer(a, add_special_tokens=False).input_ids if a else []
-        rows.append((ids_p, ids_a))
+    cache = {} if prompt_ids is None else prompt_ids
+    for p in prompts:
+        if p not in cache:
+            text = render_chat(tokenizer, p, system_prompt)
+            cache[p] = tokenizer(text, add_special_tokens=False).input_ids
+    said = [i for i, a in enumerate(answers) if a]
+    ids = tokenizer([answers[i] for i in said], add_special_tokens=False).input_ids if said else []
+    by_answer = dict(zip(said, ids))
+    rows = [(cache[p], by_answer.get(i, [])) for i, p in enumerate(prompts)]
     out: list[float | None] = [None] * len(rows)
     order = [i for i, (_, a) in enumerate(rows) if a]
     for start in range(0, len(order), batch_size):

@@ -40,6 +40,7 @@ class RunContext:
     timing: Timing = field(default_factory=Timing)
     show_progress: bool = True
     calibration: Calibration | None = None  # coherence thresholds; None: coherence off
+    prompt_ids: dict = field(default_factory=dict)  # the prompts' token ids, for the NLL pass
 
     @property
     def judge(self) -> str:

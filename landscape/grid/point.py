@@ -63,6 +63,7 @@ def coherence_of(
         answers,
         batch_size=ctx.cfg.batch_size,
         system_prompt=ctx.cfg.system_prompt,
+        prompt_ids=ctx.prompt_ids,
     )
     out = []
     for a, x, u in zip(answers, nll, unsafe):
