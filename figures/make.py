@@ -329,7 +329,8 @@ def write_readme(plan: list[Step], seconds: list[float], fresh_cache: bool) -> N
         "The configuration of each run is its `config.json` there; defaults are those of",
         "`python -m landscape.grid --help` and `python -m landscape.asft train --help`.",
         "",
-        "The HTML file loads plotly.js from its CDN, so it stays small; open it in a browser.",
+        "The HTML file loads plotly.js from `plotly.min.js` beside it (plotly's own bundled",
+        "copy, written by `analysis.figures`), so the folder opens in a browser offline.",
         "",
         "## Made by the README's AsFT section (not by make.py)",
         "",
@@ -342,6 +343,16 @@ def write_readme(plan: list[Step], seconds: list[float], fresh_cache: bool) -> N
         "| `asft-toy-gsm8k/` | the same with `--task toy:gsm8k --methods sft asft safelora "
         "safeinstr --variants safelora flat flat+one-sided`; its runs in "
         "`runs/compare-toy-gsm8k/` |",
+        "",
+        "## Made by the tests (not by make.py)",
+        "",
+        "| file | made by |",
+        "|---|---|",
+        "| `report.png` | the browser test's screenshot of a run report (`report.html`) in "
+        "headless Chromium, offline, after clicking a point: a tiny random model's 5 × 5 "
+        "grid, judged by a made-up refusal list so that its ASR varies, with readable and "
+        "hostile answers planted at the clicked point. `LANDSCAPE_REPORT_SCREENSHOT=figures/"
+        "report.png python -m pytest tests/integration/test_report_browser.py -k click` |",
     ]
     (HERE / "README.md").write_text("\n".join(lines) + "\n")
 

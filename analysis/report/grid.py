@@ -66,36 +66,39 @@ def check_run(folder: Path) -> tuple[dict, list[dict], dict]:
     return config, points, summary
 
 
-def _epl_rows(what: str, epl: dict) -> list[list[str]]:
-    """One row per direction and side: `what` along the direction, formatted with its bracket."""
+def edge_rows(summary: dict) -> list[list[str]]:
+    """The basin edges, one row per (edge, direction): EPL, and with coherence on the EPL among
+    coherent answers and the competence edge, each side formatted with its bracket
+    (landscape.metrics.format_epl)."""
+    c = summary.get("coherence") if isinstance(summary.get("coherence"), dict) else {}
+    edges = [("EPL", summary.get("epl")), ("EPL among coherent answers", c.get("epl_coherent")),
+             ("competence edge", c.get("competence_edge"))]  # fmt: skip
     return [
-        [f"{what} along {name}, {label}", format_epl(e[side], e.get(f"{side}_bracket"))]
+        [what, name]
+        + [format_epl(e[side], e.get(f"{side}_bracket")) if side in e else "–" for side, _ in SIDES]
+        for what, epl in edges
         for name, e in (epl or {}).items()
-        for side, label in SIDES
-        if side in e
     ]
 
 
 def _coherence_rows(c: dict) -> list[list[str]]:
-    """The summary's coherence block: the ASR among coherent answers, the incoherent share and
-    the two edges it gives (EPL among coherent answers, the competence edge)."""
+    """The summary's coherence block: the ASR among coherent answers and the incoherent share
+    at the origin, and the thresholds (the edges they give are in `edge_rows`)."""
     cal = c.get("calibration") or {}
     rows = [
         ["ASR among coherent answers at the origin", _num(c.get("asr_coherent_origin"))],
         ["incoherent share at the origin", _num(c.get("incoherent_origin"))],
         ["τ of the incoherent share (for the competence edge)", _num(c.get("tau_incoherent"))],
     ]
-    rows += _epl_rows("EPL among coherent answers", c.get("epl_coherent"))
-    rows += _epl_rows("competence edge", c.get("competence_edge"))
     if cal:
         rows.append(["coherence thresholds (calibration.json)", _text(cal)])
     return rows
 
 
 def summary_rows(config: dict, summary: dict) -> list[list[str]]:
-    """The summary as (what, value) rows: ASR at the origin, τ, EPL per direction and side with
-    its bracket, VISAGE, the cosine, the judges' agreement and κ, the search's cost, and with
-    coherence on the coherent ASR, the incoherent share and their edges."""
+    """The summary as (what, value) rows: ASR at the origin, τ, VISAGE, the cosine, the judges'
+    agreement and κ, the search's cost, and with coherence on the coherent ASR and the
+    incoherent share at the origin (the edges are `edge_rows`)."""
     judge = summary.get("judge") or str(config.get("judge", "")).split(",")[0]
     tau_from = "set by --tau" if config.get("tau") is not None else "ASR at the origin + 0.10"
     rows = [
@@ -103,7 +106,6 @@ def summary_rows(config: dict, summary: dict) -> list[list[str]]:
         [f"ASR at the origin ({judge} judge)", _num(summary.get("asr_origin"))],
         ["τ (basin threshold)", f"{_num(summary.get('tau'))} ({tau_from})"],
     ]
-    rows += _epl_rows("EPL", summary.get("epl"))
     if "visage" in summary:
         rows.append(["VISAGE", _num(summary["visage"], ".4g")])
     if len(config.get("dirs", [])) == 2:
@@ -169,6 +171,12 @@ def grid_report(folder: str | Path) -> dict:
                 "rows": summary_rows(config, summary),
             },
             {
+                "id": "edges",
+                "title": "Basin edges: EPL per side, with its bracket [lo, hi)",
+                "columns": ["edge", "direction", "negative side", "positive side", "both sides"],
+                "rows": edge_rows(summary),
+            },
+            {
                 "id": "settings",
                 "title": "Settings (config.json)",
                 "columns": ["setting", "value"],
@@ -178,8 +186,10 @@ def grid_report(folder: str | Path) -> dict:
         "figure": json.loads(fig.to_json()),
         "figure_height": 620 if len(dirs) == 2 else 480,
         "points": [
-            {k: p.get(k) for k in ("key", "coords", "asr", "lo", "hi", "n", "n_unsafe", "judges",
-                                   "outcomes")}  # fmt: skip
+            {
+                k: p.get(k)
+                for k in ("key", "coords", "asr", "lo", "hi", "n", "n_unsafe", "judges", "outcomes")
+            }  # fmt: skip
             for p in points
         ],
         "dirs": dirs,

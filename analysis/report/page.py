@@ -58,8 +58,9 @@ def _appendix(tables: list[dict]) -> str:
 
 FIGURE = """<section class="card wide" id="landscape"><h2>{title}</h2>
 <p class="hint">{hint}</p>
-<div id="plot" style="height:{height}px"><p class="fallback">The figure needs plotly.js; it did
-not load (a page made with --plotlyjs beside needs plotly.min.js in its folder).</p></div>
+<div id="plot" style="height:{height}px"><p class="fallback">The figure needs plotly.js, which \
+did not load: a page made with --plotlyjs beside needs plotly.min.js in its folder, one made with \
+--plotlyjs cdn the network.</p></div>
 </section>"""
 
 ANSWERS = """<section class="card wide" id="answers"><h2>Answers at a point</h2>

@@ -154,11 +154,14 @@ def test_a_real_full_file_system_then_space_again(tiny_pair_dir, prompts, tmp_pa
     _same_files(part, whole)
 
 
-@pytest.mark.parametrize("cmd", ["grid", "directions", "tables", "figures", "asft", "merge"])
+@pytest.mark.parametrize(
+    "cmd", ["grid", "directions", "tables", "figures", "asft", "merge", "report"]
+)
 def test_a_read_only_output_is_refused_before_any_work(
     cmd, tiny_pair_dir, prompts, tmp_path, tmpfs, capsys
 ):
     from analysis.figures import main as figures_main
+    from analysis.report import main as report_main
     from analysis.tables import main as tables_main
     from landscape.asft.__main__ import main as asft_main
     from landscape.directions.__main__ import main as directions_main
@@ -178,6 +181,7 @@ def test_a_read_only_output_is_refused_before_any_work(
         "figures": lambda: figures_main([str(run), "--out", str(out)]),
         "asft": lambda: asft_main(["train", "--out", str(out)]),
         "merge": lambda: grid_main(["merge", str(shard), "--out", str(out)]),
+        "report": lambda: report_main([str(run), "--out", str(out)]),
     }[cmd]
     capsys.readouterr()
     assert argv() == 2

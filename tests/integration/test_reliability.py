@@ -11,6 +11,7 @@ import pytest
 from helpers import make_tiny_model, pair_args
 
 from analysis.figures import main as figures_main
+from analysis.report import main as report_main
 from analysis.tables import main as tables_main
 from landscape.asft.__main__ import main as asft_main
 from landscape.directions.__main__ import main as directions_main
@@ -27,6 +28,7 @@ COMMANDS = {
     "directions": directions_main,
     "tables": tables_main,
     "figures": figures_main,
+    "report": report_main,
 }
 
 
@@ -216,6 +218,17 @@ CASES = [
     ("figures", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a JSON object"),
     ("figures", lambda i: [str(i["dir"] / "badjson"), "--out", "OUT"], "not valid JSON"),
     ("figures", lambda i: [str(i["dir"] / "arrayrun"), "--out", "OUT"], "does not hold a config"),
+    ("report", lambda i: [str(i["dir"] / "nope"), "--out", "OUT"], "no such folder"),
+    ("report", lambda i: [str(i["dir"]), "--out", "OUT"], "is not a run folder"),
+    ("report", lambda i: [str(i["dir"] / "listrun"), "--out", "OUT"], "not a JSON object"),
+    ("report", lambda i: [str(i["dir"] / "badjson")], "not valid JSON"),
+    ("report", lambda i: [str(i["dir"] / "plain_file")], "is a file"),
+    (
+        "report",
+        lambda i: [str(i["dir"] / "listrun"), "--out", str(i["dir"] / "plain_file")],
+        "plain_file",
+    ),  # fmt: skip
+    ("report", lambda i: [str(i["dir"] / "listrun"), "--plotlyjs", "web"], "invalid choice"),
 ]
 
 

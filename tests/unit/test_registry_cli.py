@@ -28,7 +28,7 @@ def test_registry_lazy_entries_and_errors():
 def test_plugins_fill_the_registries():
     """The toy world and the figures come in through the package's entry points."""
     assert "toy" in registry.WORLDS
-    assert "landscape.png" in registry.AFTER_RUN
+    assert "landscape.png" in registry.AFTER_RUN and "report.html" in registry.AFTER_RUN
     w = get_world()
     assert w.name == "toy" and w.judges == "keyword,toy"
     assert world_of("toy:harmful")[1] == "harmful" and world_of("file.csv") is None
