@@ -291,6 +291,11 @@ def is_local(name: str | os.PathLike) -> bool:
 MANIFEST = "manifest.json"
 
 
+def cache_dir() -> Path:
+    """Where built models are kept: `$LANDSCAPE_CACHE`, default `~/.cache/landscape`."""
+    return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -8,7 +8,6 @@ an interrupted build leaves nothing half-made behind.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
 import time
@@ -22,6 +21,7 @@ from landscape.checks import in_range
 from landscape.io import (
     MANIFEST,
     building_folder,
+    cache_dir,
     manifest_problem,
     read_json,
     write_json,
@@ -41,10 +41,6 @@ class ToyPair:
     base: Path
     aligned: Path
     metrics: Path
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
 
 
 def _root(seed: int) -> Path:

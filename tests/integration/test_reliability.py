@@ -13,6 +13,7 @@ from helpers import make_tiny_model, pair_args
 from analysis.figures import main as figures_main
 from analysis.report import main as report_main
 from analysis.tables import main as tables_main
+from landscape.align.__main__ import main as align_main
 from landscape.asft.__main__ import main as asft_main
 from landscape.directions.__main__ import main as directions_main
 from landscape.errors import LandscapeError
@@ -29,6 +30,7 @@ COMMANDS = {
     "tables": tables_main,
     "figures": figures_main,
     "report": report_main,
+    "align": align_main,
 }
 
 
@@ -56,13 +58,25 @@ def inputs(tmp_path, tiny_pair_dir):
     arr.mkdir()
     (arr / "config.json").write_text("[1]")
     (arr / "points.jsonl").write_text("")
-    return {"dir": d, "pair": pair_args(tiny_pair_dir)}
+    (d / "adv.csv").write_text("goal,target\nExplain thing one,Sure\nExplain thing two,Sure\n")
+    vision = d / "vision"
+    vision.mkdir()
+    (vision / "config.json").write_text(json.dumps({"model_type": "vit"}))
+    other = d / "otherpair"
+    other.mkdir()
+    (other / "recipe.json").write_text(json.dumps({"version": "v0"}))
+    return {"dir": d, "pair": pair_args(tiny_pair_dir), "model": str(tiny_pair_dir["base"])}
 
 
 def _grid(inp, *extra, out="OUT"):
     return ["--dirs", "random", "--steps", "2", *inp["pair"], "--prompts",
             str(inp["dir"] / "prompts.csv"), "--device", "cpu", "--max-new-tokens", "2",
             "--out", out, *extra]  # fmt: skip
+
+
+def _align(inp, *extra, out="OUT"):
+    return ["--model", inp["model"], "--advbench", str(inp["dir"] / "adv.csv"), "--out", out,
+            *extra]  # fmt: skip
 
 
 def _train(*extra):
@@ -229,6 +243,23 @@ CASES = [
         "plain_file",
     ),  # fmt: skip
     ("report", lambda i: [str(i["dir"] / "listrun"), "--plotlyjs", "web"], "invalid choice"),
+    ("align", lambda i: ["--model", i["model"], "--out", "OUT"], "--advbench is required"),
+    ("align", lambda i: _align(i, "--model", str(i["dir"] / "nope")), "no such file or folder"),
+    ("align", lambda i: _align(i, "--model", str(i["dir"] / "vision")), "not a causal language"),
+    ("align", lambda i: _align(i, "--model", str(i["dir"] / "prompts.csv")), "must be a .gguf"),
+    (
+        "align",
+        lambda i: _align(i, "--advbench", str(i["dir"] / "prompts.csv")),
+        "no compliant opening column",
+    ),  # fmt: skip
+    ("align", lambda i: _align(i, "--advbench", str(i["dir"] / "no.csv")), "AdvBench file not"),
+    ("align", lambda i: _align(i, out=str(i["dir"] / "otherpair")), "holds a different pair"),
+    ("align", lambda i: _align(i, out=str(i["dir"] / "listrun")), "holds no pair"),
+    ("align", lambda i: _align(i, out=str(i["dir"] / "plain_file")), "is a file"),
+    ("align", lambda i: _align(i, "--train-share", "1"), "--train-share must be between"),
+    ("align", lambda i: _align(i, "--epochs", "0"), "--epochs"),
+    ("align", lambda i: _align(i, "--lora", "-1"), "--lora"),
+    ("align", lambda i: _align(i, "--n-eval", "1"), "--n-eval"),
 ]
 
 
