@@ -272,6 +272,12 @@ def align(cfg: AlignConfig, out: str | Path | None = None) -> AlignedPair:
             timed("base answers", t0)
             examples, dropped = training_examples(recipe, answers, judge, cfg)
             write_json(work / "data.json", {"examples": len(examples), "benign_dropped": dropped})
+            n_harm = len(recipe.harmful_train)
+            benign = examples[n_harm : n_harm + (len(examples) - n_harm) // cfg.benign_repeat]
+            # the benign direction's data: the same requests with the answers trained on
+            write_jsonl(
+                root / "train" / "benign.jsonl", [{"prompt": p, "response": r} for p, r in benign]
+            )
             t0 = time.perf_counter()
             model, history = _train(model, tokenizer, examples, cfg, work / "checkpoint")
             write_json(work / "history.json", history)

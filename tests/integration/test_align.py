@@ -74,6 +74,8 @@ def test_align_saves_a_loadable_pair_with_its_numbers_and_held_out_sets(
     held = {r["prompt"] for r in read_jsonl(pair.root / "eval" / "harmful.jsonl")}
     trained = {r["prompt"] for r in read_jsonl(pair.root / "train" / "harmful.jsonl")}
     assert len(held) == 4 and not held & trained
+    benign = read_jsonl(pair.root / "train" / "benign.jsonl")
+    assert benign and {r["prompt"] for r in benign} <= set(build.make_recipe(advbench).benign_train())
     assert not (pair.root / build.WORK).exists() and (pair.root / MANIFEST).is_file()
     load_model(pair.aligned)  # what --aligned takes
 
@@ -133,3 +135,23 @@ def test_the_command_prints_the_numbers_and_the_folders(model_dir, advbench, tmp
     assert align_main(args) == 0
     out = capsys.readouterr().out
     assert "harmful_asr_keyword" in out and f"aligned: {tmp_path / 'p' / 'aligned'}" in out
+
+
+def test_the_fine_tunes_that_make_harm_and_benign_directions(model_dir, advbench, tmp_path):
+    from landscape.align.finetune import finetune
+    from landscape.directions.sources import from_source
+
+    pair = align(cfg(model_dir, advbench), tmp_path / "pair")
+    aligned, _ = load_model(pair.aligned, device="cpu")
+    names = [n for n, p in aligned.named_parameters() if ".layers." in n]
+    norms = {}
+    for kind in ("harmful", "benign"):
+        folder = finetune(pair.root, kind, epochs=0.5)
+        assert finetune(pair.root, kind, epochs=0.5) == folder  # kept, not trained again
+        d = from_source(folder, aligned, names, kind=kind)
+        norms[kind] = sum(float(t.norm()) ** 2 for t in d.tensors.values()) ** 0.5
+        with pytest.raises(LandscapeError, match="other settings"):
+            finetune(pair.root, kind, epochs=1.0)
+    assert all(n > 0 for n in norms.values())
+    with pytest.raises(LandscapeError, match="not a finished pair"):
+        finetune(tmp_path, "harmful")
