@@ -102,12 +102,14 @@ def generation_records(
     samples: int = 1,
     index=None,
     coherence: list[dict] | None = None,
+    stopped: list[bool] | None = None,
 ) -> list[dict]:
     """The records of generations.jsonl (and of AsFT's answers.jsonl): one per answer, with
     its point's `key`, the prompt, which `sample` of that prompt it is, the answer, each
     judge's verdict (`unsafe`) and, for judges that give it, their `evidence`. `index`: the
     answers' positions among all that the point asked (default: 0, 1, ...). `coherence`:
-    each answer's coherence signals and outcome (landscape.coherence)."""
+    each answer's coherence signals and outcome (landscape.coherence). `stopped`: which
+    answers were cut at their refusal string (early stopping), `"stopped": "refusal"`."""
     index = range(len(prompts)) if index is None else index
     out = []
     for j, (i, p, a) in enumerate(zip(index, prompts, answers, strict=True)):
@@ -118,6 +120,8 @@ def generation_records(
             "answer": a,
             "unsafe": {n: bool(v[j]) for n, v in verdicts.items()},
         }
+        if stopped is not None and stopped[j]:
+            rec["stopped"] = "refusal"
         if evidence:
             rec["evidence"] = {n: e[j] for n, e in evidence.items()}
         if coherence is not None:

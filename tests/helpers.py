@@ -62,6 +62,28 @@ def vllm_sized_model(tokenizer, seed: int = 0):
     return make_tiny_model(tokenizer, seed, hidden=64, intermediate=128, heads=2, kv_heads=1)
 
 
+def plant_refusal(model, tokenizer, phrase: str = "I cannot", entry: float = 0.2, seed: int = 1):
+    """Make a random tiny model write `phrase` (a refusal keyword) in some answers and not in
+    others, at prompt-dependent places: each token of the phrase is made the greedy successor
+    of the one before (its lm_head row gains the final hidden state that follows that token),
+    and the phrase's first token gains a seeded random row, so that it wins at some positions
+    only. Returns the model, changed in place."""
+    seq = tokenizer(phrase, add_special_tokens=False).input_ids
+    with torch.no_grad():
+        head = model.get_output_embeddings().weight
+        for a, b in zip(seq, seq[1:]):
+            states = []
+            for p in PROMPTS:
+                ids = tokenizer(p, add_special_tokens=False).input_ids + [a]
+                out = model(torch.tensor([ids], device=head.device), output_hidden_states=True)
+                states.append(out.hidden_states[-1][0, -1])
+            h = torch.stack(states).mean(0)
+            head[b] += 3.0 * h / h.norm() ** 2
+        g = torch.Generator().manual_seed(seed)
+        head[seq[0]] += entry * torch.randn(head.shape[1], generator=g).to(head)
+    return model
+
+
 def compare_hf_vllm(model, tok, vllm_cls, directions, points, prompts, max_new_tokens):
     """HF and vLLM answers at θ0, at each point (coefficients per direction) and at θ0 again
     after the last restore, asserted equal; returns (θ0 answers, answers per point)."""

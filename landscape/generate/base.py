@@ -1,6 +1,9 @@
-"""The Generator interface: answers to raw user prompts, in order."""
+"""The Generator interface: answers to raw user prompts, in order, optionally cut at stop
+strings (early stopping at refusals)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from landscape.errors import LandscapeError
 
@@ -10,12 +13,31 @@ def batch_seed(seed: int, batch: int) -> int:
     return (seed * 1_000_003 + batch) % (2**63)
 
 
+def cut_at_stop(text: str, stops: Sequence[str]) -> str | None:
+    """`text` up to and including the first stop string to end in it, stripped as every
+    answer is; None when none occurs.
+
+    The cut is a function of the text alone, so every backend stores the same answer
+    wherever its library happened to stop. A cut whose stripping takes the end off its stop
+    string (one ending in whitespace) is skipped for the next one: a stored answer always
+    holds a stop string, and, being a prefix of the whole answer stripped, holds it there too.
+    """
+    ends = sorted({i + len(s) for s in stops if (i := text.find(s)) >= 0})
+    for end in ends:
+        cut = text[:end].strip()
+        if any(s in cut for s in stops):
+            return cut
+    return None
+
+
 class Generator:
     """Turn raw user prompts into answers; the generator applies the chat template itself.
 
     The constructor checks and keeps what every backend takes: the model and tokenizer it
     answers with, the batch size, the answer length, the sampling settings (greedy when
-    temperature is 0) and an optional system prompt."""
+    temperature is 0), an optional system prompt and the stop strings: with `stop_at`, an
+    answer in which one of them occurs ends with the first one (generation stops there), and
+    `generate_stopped` says which answers did."""
 
     def __init__(
         self,
@@ -26,15 +48,37 @@ class Generator:
         temperature: float = 0.0,
         top_p: float = 1.0,
         system_prompt: str | None = None,
+        stop_at: Sequence[str] = (),
     ):
         self.check_options(batch_size, max_new_tokens, temperature, top_p)
+        if isinstance(stop_at, str) or not all(isinstance(s, str) and s for s in stop_at):
+            raise LandscapeError("stop strings must be a list of non-empty strings")
         self.model, self.tokenizer = model, tokenizer
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
+        self.stop_at: tuple[str, ...] = tuple(dict.fromkeys(stop_at))
 
-    def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
-        """One answer per prompt, in the prompts' order; identical calls give identical answers."""
+    def generate(self, prompts: list[str], seed: int = 0, stop: bool = True) -> list[str]:
+        """One answer per prompt, in the prompts' order; identical calls give identical answers.
+        `stop=False` generates every answer in full, whatever `stop_at` says."""
+        return self.generate_stopped(prompts, seed, stop)[0]
+
+    def generate_stopped(
+        self, prompts: list[str], seed: int = 0, stop: bool = True
+    ) -> tuple[list[str], list[bool]]:
+        """The answers and, for each, whether it was cut at a stop string (it then ends with
+        the first one that occurs in it: `cut_at_stop`). Without stop strings, or with
+        `stop=False`, no answer is cut and the answers are those of `generate`."""
         raise NotImplementedError
+
+    def finish(self, texts: list[str], stop: bool) -> tuple[list[str], list[bool]]:
+        """Decoded answers as stored: stripped, or cut at their first stop string."""
+        if not (stop and self.stop_at):
+            return [t.strip() for t in texts], [False] * len(texts)
+        cuts = [cut_at_stop(t, self.stop_at) for t in texts]
+        return [t.strip() if c is None else c for t, c in zip(texts, cuts)], [
+            c is not None for c in cuts
+        ]
 
     @staticmethod
     def check_options(batch_size: int, max_new_tokens: int, temperature: float, top_p: float):

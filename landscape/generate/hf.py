@@ -1,12 +1,18 @@
-"""Batched generation with transformers' `model.generate` (the default backend)."""
+"""Batched generation with transformers' `model.generate` (the default backend).
+
+With stop strings, transformers' own `StopStringCriteria` ends each row as soon as one of
+them appears (a finished row is padded until the whole batch is done, and the batch stops
+when every row has); a thin wrapper remembers at which token each row stopped, so that its
+answer is decoded from there and not from the padding."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
-from landscape.generate.base import Generator, batch_seed
+from landscape.generate.base import Generator, batch_seed, cut_at_stop
 from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
@@ -44,20 +50,47 @@ class HFGenerator(Generator):
             "top_k": 0,
         }
 
-    def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
+    def generate_stopped(
+        self, prompts: list[str], seed: int = 0, stop: bool = True
+    ) -> tuple[list[str], list[bool]]:
         if not prompts:
-            return []
+            return [], []
+        stop = stop and bool(self.stop_at)
         if not self._one_thread:
-            return self._generate(prompts, seed)
+            return self._generate(prompts, seed, stop)
         # torch's thread count is process-wide: the caller's is put back however this ends.
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self._generate(prompts, seed)
+            return self._generate(prompts, seed, stop)
         finally:
             torch.set_num_threads(threads)
 
-    def _generate(self, prompts: list[str], seed: int) -> list[str]:
+    def _stop_criteria(self):
+        """transformers' StopStringCriteria for `stop_at`, built once: it preprocesses the
+        whole vocabulary."""
+        if getattr(self, "_stops", None) is None:
+            self._stops = StopStringCriteria(self.tokenizer, list(self.stop_at))
+        return self._stops
+
+    def _run(self, enc, gen_kw: dict, seed: int, batch: int, stop: bool):
+        """One batch through `model.generate`: the new tokens and, with `stop`, the number of
+        new tokens at which each row's stop string appeared (0 for a row that did not stop)."""
+        devices = [enc["input_ids"].device] if enc["input_ids"].device.type == "cuda" else []
+        kw = dict(gen_kw)
+        first = None
+        if stop:
+            first = _FirstStop(self._stop_criteria(), enc["input_ids"].shape[1])
+            kw["stopping_criteria"] = StoppingCriteriaList([first])
+        # fork_rng: seed per batch without disturbing the caller's random state.
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            torch.manual_seed(batch_seed(seed, batch))
+            out = self.model.generate(**enc, **kw)
+        new = out[:, enc["input_ids"].shape[1] :]
+        at = first.stops(len(new)) if first is not None else [0] * len(new)
+        return new, at
+
+    def _generate(self, prompts: list[str], seed: int, stop: bool) -> tuple[list[str], list[bool]]:
         tok = self.tokenizer
         texts = [render_chat(tok, p, self.system_prompt) for p in prompts]
         # A chat template writes its own BOS; adding special tokens again would double it.
@@ -68,7 +101,7 @@ class HFGenerator(Generator):
         device = next(self.model.parameters()).device
         gen_kw = self._generation_kwargs()
         answers: list[str | None] = [None] * len(texts)
-        devices = [device] if device.type == "cuda" else []
+        stopped = [False] * len(texts)
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             idx = order[start : start + self.batch_size]
             enc = tok(
@@ -79,11 +112,39 @@ class HFGenerator(Generator):
                 add_special_tokens=add_special,
             ).to(device)
             log.debug("batch %d: %d prompts, %d tokens", b, len(idx), enc["input_ids"].shape[1])
-            # fork_rng: seed per batch without disturbing the caller's random state.
-            with torch.random.fork_rng(devices=devices), torch.inference_mode():
-                torch.manual_seed(batch_seed(seed, b))
-                out = self.model.generate(**enc, **gen_kw)
-            new = out[:, enc["input_ids"].shape[1] :]
-            for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True), strict=True):
-                answers[i] = text.strip()
-        return answers  # type: ignore[return-value]
+            new, at = self._run(enc, gen_kw, seed, b, stop)
+            rows = [new[j, :n] if n else new[j] for j, n in enumerate(at)]
+            decoded = tok.batch_decode(rows, skip_special_tokens=True)
+            if stop and any(
+                n and cut_at_stop(d, self.stop_at) is None for n, d in zip(at, decoded)
+            ):
+                # A row stopped where its decoded text holds no stop string (the tokenizer's
+                # pieces and its decoding disagree, or the match reached into the prompt): the
+                # batch is generated again in full, with the same seed, which gives exactly
+                # the answers of a run without stop strings.
+                log.debug("batch %d: a stop without its string; generated again in full", b)
+                full, _ = self._run(enc, gen_kw, seed, b, stop=False)
+                decoded = tok.batch_decode(full, skip_special_tokens=True)
+            texts_b, stopped_b = self.finish(decoded, stop)
+            for i, text, cut in zip(idx, texts_b, stopped_b, strict=True):
+                answers[i], stopped[i] = text, cut
+        return answers, stopped  # type: ignore[return-value]
+
+
+class _FirstStop(StoppingCriteria):
+    """A stopping criterion around transformers' StopStringCriteria that remembers, per row,
+    how many new tokens there were when its stop string first appeared."""
+
+    def __init__(self, inner, prompt_len: int):
+        self.inner, self.prompt_len, self.at = inner, prompt_len, None
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kw) -> torch.BoolTensor:
+        done = self.inner(input_ids, scores, **kw)
+        if self.at is None:
+            self.at = torch.zeros(done.shape[0], dtype=torch.long, device=done.device)
+        n = input_ids.shape[1] - self.prompt_len
+        self.at = torch.where(done & (self.at == 0), n, self.at)
+        return done
+
+    def stops(self, rows: int) -> list[int]:
+        return [0] * rows if self.at is None else [int(x) for x in self.at.tolist()]

@@ -10,8 +10,12 @@ weights, and answer as the old model did.
 The engine starts once per generator, from a folder holding only the model's config
 (`load_format="dummy"`); the real weights arrive through the first `sync()`. Prompts are
 rendered and tokenized here with the HF tokenizer, and answers decoded with it, exactly as the
-HF backend does, so vLLM never needs the tokenizer (a locally trained one can hand out ids
-beyond `len(tokenizer)`, which vLLM's detokenizer does not expect).
+HF backend does, so vLLM does not need the tokenizer (a locally trained one can hand out ids
+beyond `len(tokenizer)`, which vLLM's detokenizer does not expect). Stop strings are the
+exception: vLLM matches them in the text its own detokenizer makes, so with `stop_at` the
+folder holds the tokenizer too and each request carries the stop strings (a request that
+stops leaves the running batch at once); the answer is still decoded with the HF tokenizer
+and cut as the HF backend cuts it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import tempfile
 import torch
 
 from landscape.errors import LandscapeError
-from landscape.generate.base import Generator, batch_seed
+from landscape.generate.base import Generator, batch_seed, cut_at_stop
 from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
@@ -190,6 +194,8 @@ class VllmGenerator(Generator):
         # implementation by this name.
         cfg.architectures = [type(model).__name__]
         cfg.save_pretrained(self._dir.name)
+        if self.stop_at:  # vLLM matches stop strings in its own detokenizer's text
+            tokenizer.save_pretrained(self._dir.name)
         log.info(
             "starting a vLLM engine (%s, context %d, KV cache %.0f MiB)",
             str(dtype).removeprefix("torch."),
@@ -201,7 +207,7 @@ class VllmGenerator(Generator):
                 model=self._dir.name,
                 load_format="dummy",
                 dtype=str(dtype).removeprefix("torch."),
-                skip_tokenizer_init=True,
+                skip_tokenizer_init=not self.stop_at,
                 generation_config="vllm",  # no defaults from the folder: sampling is set here
                 enforce_eager=True,
                 max_model_len=self.max_model_len,
@@ -236,17 +242,22 @@ class VllmGenerator(Generator):
         if not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM could not reset its prefix cache after a weight change")
 
-    def _sampling_params(self, n: int, seed: int) -> list:
+    def _sampling_params(self, index: list[int], seed: int, stop: bool) -> list:
+        """One request's settings per prompt; `index`: the prompts' places in the call,
+        which seed their samples."""
         from vllm import SamplingParams
 
-        # detokenize=False: answers are decoded with the HF tokenizer, as the HF backend does.
+        # detokenize=False: answers are decoded with the HF tokenizer, as the HF backend does;
+        # stop strings are matched in vLLM's own text, and only then is there one.
         kw = {
             "max_tokens": self.max_new_tokens,
             "stop_token_ids": self.eos_ids,
-            "detokenize": False,
+            "detokenize": stop,
         }
+        if stop:
+            kw.update(stop=list(self.stop_at), include_stop_str_in_output=True)
         if self.temperature == 0:
-            return [SamplingParams(temperature=0.0, **kw)] * n
+            return [SamplingParams(temperature=0.0, **kw)] * len(index)
         return [
             SamplingParams(
                 temperature=self.temperature,
@@ -255,12 +266,28 @@ class VllmGenerator(Generator):
                 seed=batch_seed(seed, i),
                 **kw,
             )
-            for i in range(n)
+            for i in index
         ]
 
-    def generate(self, prompts: list[str], seed: int = 0) -> list[str]:
+    def _run(self, ids: list[list[int]], index: list[int], seed: int, stop: bool):
+        """The answers' token ids, and whether each request stopped at a stop string."""
+        # Sampling draws from per-request generators but also touches torch's global one.
+        with _keep_random_state(), torch.inference_mode():
+            outs = self.llm.generate(
+                [{"prompt_token_ids": x} for x in ids],
+                self._sampling_params(index, seed, stop),
+                use_tqdm=False,
+            )
+        tokens = [list(o.outputs[0].token_ids) for o in outs]
+        # stop_reason is the matched string for a stop string, a token id or None otherwise.
+        return tokens, [isinstance(o.outputs[0].stop_reason, str) for o in outs]
+
+    def generate_stopped(
+        self, prompts: list[str], seed: int = 0, stop: bool = True
+    ) -> tuple[list[str], list[bool]]:
         if not prompts:
-            return []
+            return [], []
+        stop = stop and bool(self.stop_at)
         tok = self.tokenizer
         texts = [render_chat(tok, p, self.system_prompt) for p in prompts]
         # A chat template writes its own BOS; adding special tokens again would double it.
@@ -274,14 +301,18 @@ class VllmGenerator(Generator):
                 f"{self.max_new_tokens} new tokens it does not fit the vLLM engine's "
                 f"{self.max_model_len}-token context"
             )
-        # Sampling draws from per-request generators but also touches torch's global one.
-        with _keep_random_state(), torch.inference_mode():
-            outs = self.llm.generate(
-                [{"prompt_token_ids": x} for x in ids],
-                self._sampling_params(len(ids), seed),
-                use_tqdm=False,
-            )
-        return [tok.decode(o.outputs[0].token_ids, skip_special_tokens=True).strip() for o in outs]
+        tokens, hit = self._run(ids, list(range(len(ids))), seed, stop)
+        texts = [tok.decode(t, skip_special_tokens=True) for t in tokens]
+        # A request stopped where the HF decoding holds no stop string (vLLM's incremental
+        # text and HF's decoding disagree): generated again in full, with the same seed, so
+        # that its answer is the one a run without stop strings gives.
+        redo = [i for i, h in enumerate(hit) if h and cut_at_stop(texts[i], self.stop_at) is None]
+        if redo:
+            log.debug("%d answers stopped without their string; generated again in full", len(redo))
+            full, _ = self._run([ids[i] for i in redo], redo, seed, stop=False)
+            for i, t in zip(redo, full):
+                texts[i] = tok.decode(t, skip_special_tokens=True)
+        return self.finish(texts, stop)
 
     def close(self) -> None:
         """Shut the engine down and remove its config folder."""

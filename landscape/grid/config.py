@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +19,18 @@ from landscape.directions import NORMS, parse_kind
 from landscape.errors import LandscapeError
 from landscape.generate import GENERATORS, check_backend
 from landscape.io import is_local
+from landscape.judges.base import stop_strings
 from landscape.judges.options import JudgeOptions
 from landscape.models import ModelOptions
 from landscape.perturb import OFFLOADS
+
+log = logging.getLogger(__name__)
 
 # The options that a dense grid's config.json leaves out unless --epl-search is on.
 RANGE_LIMIT = 1e4  # |α| past this is already ten thousand weight norms
 SEARCH_OPTIONS = ("epl_search", "epl_tol", "epl_batch", "epl_confidence")
 _FINETUNE_HELP = "fine-tuned folder, LoRA adapter folder or .safetensors"
+EARLY_STOPS = ("auto", "on", "off")
 
 
 @dataclass
@@ -50,6 +55,13 @@ class GridConfig(JudgeOptions, ModelOptions):
     n_prompts: int | None = option(None, "a seeded sample of this many prompts", type=int)
     system_prompt: str | None = option(None, "system prompt of every chat")
     max_new_tokens: int = option(48, "tokens generated per answer, at most")
+    early_stop: str = option(
+        "auto",
+        "stop each answer at its first refusal string, where that cannot change a verdict: "
+        "on (refused unless every judge is decided by a prefix of the answer, as the keyword "
+        "judge is), auto (on when every judge is, else answers in full), off",
+        choices=EARLY_STOPS,
+    )
     batch_size: int = option(64, "prompts generated at once")
     temperature: float = option(0.0, "0 = greedy (default: %(default)s)")
     samples: int = option(1, "seeded samples per prompt")
@@ -129,6 +141,7 @@ class GridConfig(JudgeOptions, ModelOptions):
             self._check_search()
         self._check_models()
         self.check_judges()
+        self._check_early_stop()
         self.check_model_files(self.base, self.aligned, self.harmful, self.benign)
         self.check_pair_seed(self.on_world)
 
@@ -179,6 +192,21 @@ class GridConfig(JudgeOptions, ModelOptions):
             )
         check_backend(self.backend)  # an optional backend's dependency, before any output
 
+    def _check_early_stop(self) -> None:
+        """`--early-stop on` with a judge that reads the whole answer, refused from the
+        judges' classes alone (no judge model is loaded for it)."""
+        if self.early_stop not in EARLY_STOPS:
+            raise LandscapeError(
+                f"unknown --early-stop {self.early_stop!r}; valid: {', '.join(EARLY_STOPS)}"
+            )
+        if self.early_stop != "on":
+            return
+        from landscape.judges import JUDGES, parse_specs
+
+        for name, _, _ in parse_specs(self.judge_spec(self.on_world)):
+            if not JUDGES.get(name).prefix_decided:
+                raise LandscapeError(_not_prefix_decided(name))
+
     def _check_search(self) -> None:
         lo, hi = self.range
         if not lo <= 0 <= hi:
@@ -216,6 +244,34 @@ class GridConfig(JudgeOptions, ModelOptions):
         --range and --steps make, so that both resolve the edge equally finely."""
         lo, hi = self.range
         return self.epl_tol if self.epl_tol is not None else (hi - lo) / (self.steps - 1)
+
+
+def _not_prefix_decided(name: str) -> str:
+    return (
+        f"--early-stop on: judge {name!r} is not decided by a prefix of the answer, so answers "
+        "cannot stop early without changing its verdicts; use --early-stop auto or off"
+    )
+
+
+def stop_at(cfg: GridConfig, judges) -> tuple[str, ...]:
+    """The strings at which the run's answers stop: the judges' common deciding strings with
+    early stopping on or auto, none with it off. Where a judge is not prefix-decided, `on`
+    is refused and `auto` answers in full, saying so once."""
+    if cfg.early_stop == "off":
+        return ()
+    stops = stop_strings(judges)
+    if stops:
+        return stops
+    names = [j.name for j in judges if not getattr(j, "prefix_decided", False)]
+    names = names or [j.name for j in judges]
+    if cfg.early_stop == "on":
+        raise LandscapeError(_not_prefix_decided(names[0]))
+    log.info(
+        "answers are generated in full: judge %s is not decided by a prefix of the answer "
+        "(early stopping needs every judge to be)",
+        ", ".join(names),
+    )
+    return ()
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -257,6 +313,12 @@ def run_config(cfg: GridConfig, judges) -> dict:
     if not cfg.epl_search:
         for k in SEARCH_OPTIONS:
             config.pop(k)
+    # Where answers stop early is part of the result (stored answers end at their refusal
+    # string): recorded as what took effect, `on`, and absent when answers are whole, so that
+    # a folder made without early stopping (or before it existed) is not resumed with it.
+    config.pop("early_stop")
+    if cfg.early_stop != "off" and stop_strings(judges):
+        config["early_stop"] = "on"
     return config
 
 

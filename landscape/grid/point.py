@@ -27,6 +27,7 @@ class Answers:
     verdicts: dict[str, list[bool]]
     evidence: dict[str, list[dict]]
     coherence: list[dict] | None = None  # per answer: signals and outcome (coherence on)
+    stopped: list[bool] | None = None  # per answer: cut at its refusal string (early stopping)
 
 
 def answer(ctx: RunContext, coords: list[float], index: list[int], seed: int) -> Answers:
@@ -36,24 +37,29 @@ def answer(ctx: RunContext, coords: list[float], index: list[int], seed: int) ->
     with perturbed(ctx.model, dict(zip(ctx.dirs, coords)), theta0=ctx.theta0):
         ctx.gen.sync()  # a backend holding its own copy of the weights takes the new ones
         t1 = time.perf_counter()
-        answers = ctx.gen.generate(prompts, seed=seed)
+        answers, stopped = ctx.gen.generate_stopped(prompts, seed=seed)
         t2 = time.perf_counter()
     t3 = time.perf_counter()
     verdicts, evidence = judge_answers(ctx.judges, prompts, answers)
     t4 = time.perf_counter()
-    labels = coherence_of(ctx, prompts, answers, verdicts[ctx.judge])
+    labels = coherence_of(ctx, prompts, answers, verdicts[ctx.judge], stopped)
     ctx.timing.perturb += (t1 - t0) + (t3 - t2)
     ctx.timing.generate += t2 - t1
     ctx.timing.judge += t4 - t3
     ctx.timing.coherence += time.perf_counter() - t4
-    return Answers(list(index), prompts, answers, verdicts, evidence, labels)
+    return Answers(list(index), prompts, answers, verdicts, evidence, labels, stopped)
 
 
 def coherence_of(
-    ctx: RunContext, prompts: list[str], answers: list[str], unsafe: list[bool]
+    ctx: RunContext,
+    prompts: list[str],
+    answers: list[str],
+    unsafe: list[bool],
+    stopped: list[bool] | None = None,
 ) -> list[dict] | None:
     """Each answer's coherence signals and outcome, scored by the model after it has been
-    restored to θ0 (so the NLL is the unperturbed model's); None with coherence off."""
+    restored to θ0 (so the NLL is the unperturbed model's); None with coherence off. An
+    answer cut at its refusal string is held to the thresholds of cut answers."""
     if ctx.calibration is None:
         return None
     nll = answer_nll(
@@ -66,9 +72,9 @@ def coherence_of(
         prompt_ids=ctx.prompt_ids,
     )
     out = []
-    for a, x, u in zip(answers, nll, unsafe):
+    for a, x, u, cut in zip(answers, nll, unsafe, stopped or [False] * len(answers)):
         sig = signals(a, x)
-        out.append({**sig, "outcome": outcome(sig, ctx.calibration, u)})
+        out.append({**sig, "outcome": outcome(sig, ctx.calibration, u, cut)})
     return out
 
 
@@ -78,6 +84,7 @@ def joined(parts: list[Answers]) -> Answers:
     names = list(parts[0].verdicts) if parts else []
     said = [n for n in names if any(n in p.evidence for p in parts)]
     scored = bool(parts) and all(p.coherence is not None for p in parts)
+    cut = bool(parts) and all(p.stopped is not None for p in parts)
     return Answers(
         [i for p in parts for i in p.index],
         [x for p in parts for x in p.prompts],
@@ -85,6 +92,7 @@ def joined(parts: list[Answers]) -> Answers:
         {n: [v for p in parts for v in p.verdicts[n]] for n in names},
         {n: [e for p in parts for e in p.evidence.get(n, [{}] * len(p.answers))] for n in said},
         [c for p in parts for c in p.coherence] if scored else None,
+        [x for p in parts for x in p.stopped] if cut else None,
     )
 
 
@@ -121,6 +129,7 @@ def record_point(
         samples=ctx.cfg.samples,
         index=ans.index,
         coherence=ans.coherence,
+        stopped=ans.stopped,
     )
     ctx.store.append_point(point_record(ctx, key, coords, ans, unsafe), generations)
     ctx.timing.points += 1

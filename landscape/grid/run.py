@@ -12,12 +12,13 @@ import torch
 
 from landscape import directions as D
 from landscape import scope
-from landscape.coherence import Calibration, answer_nll, calibrate
+from landscape.coherence import Calibration, answer_nll, calibrate, calibrate_cut
 from landscape.directions.sources import FINETUNED
 from landscape.errors import LandscapeError
 from landscape.generate import get_generator
+from landscape.generate.base import cut_at_stop
 from landscape.grid.adaptive import run_search
-from landscape.grid.config import GridConfig, run_config
+from landscape.grid.config import GridConfig, run_config, stop_at
 from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
@@ -112,9 +113,9 @@ def check_same_models(store: RunStore, env: dict) -> None:
             )
 
 
-def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: bool):
+def _start(cfg: GridConfig, store: RunStore, judges, prompts, stops, show_progress: bool):
     """Load the pair, build and place the directions, open the run folder and write env.json.
-    Returns the run's context and its env."""
+    Returns the run's context and its env. `stops`: where answers stop early (`stop_at`)."""
     base_path, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     names = scope.select(model, cfg.scope)
@@ -140,6 +141,7 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
         max_new_tokens=cfg.max_new_tokens,
         temperature=cfg.temperature,
         system_prompt=cfg.system_prompt,
+        stop_at=stops,
     )
     gen.check_lengths(prompts)
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
@@ -163,14 +165,23 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, show_progress: boo
 
 def _calibration(cfg: GridConfig, store: RunStore, model, gen, prompts) -> Calibration:
     """The coherence thresholds: a resumed run's calibration.json, else calibrated now on
-    the unperturbed model's own answers to the run's prompts (each `--samples` times)."""
+    the unperturbed model's own answers to the run's prompts (each `--samples` times).
+
+    The answers are whole even when the run stops early, so that the thresholds of whole
+    answers mean what they mean without it; with early stopping the same answers, cut where
+    the run cuts them, calibrate the thresholds of cut answers."""
     path = store.path(CALIBRATION)
     if path.is_file():
         return Calibration.from_dict(read_json(path))
     asked = [p for p in prompts for _ in range(cfg.samples)]
-    answers = gen.generate(asked, seed=cfg.seed)
+    answers = gen.generate(asked, seed=cfg.seed, stop=False)
     nll = answer_nll(model, gen.tokenizer, asked, answers, cfg.batch_size, cfg.system_prompt)
     cal = calibrate(nll, answers, cfg.coherence_percentile)
+    if gen.stop_at:
+        cuts = [cut_at_stop(a, gen.stop_at) for a in answers]
+        texts = [c or "" for c in cuts]  # an empty answer is not scored
+        cut_nll = answer_nll(model, gen.tokenizer, asked, texts, cfg.batch_size, cfg.system_prompt)
+        cal = calibrate_cut(cal, cut_nll, cuts)
     store.write_json(CALIBRATION, cal.as_dict())
     log.info("coherence thresholds from %d unperturbed answers: %s", cal.n, cal.as_dict())
     return cal
@@ -191,11 +202,12 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
     out = check_writable(out)
     judges = cfg.load_judges(cfg.on_world, cfg.device)
     prompts = load_prompts(cfg.prompts, cfg.prompt_column, cfg.n_prompts, cfg.seed)
+    stops = stop_at(cfg, judges)
     store = RunStore(out, run_config(cfg, judges))
     RunStore.check(out, store.config)
 
     with folder_lock(out):  # one writer per run folder, held to the end
-        ctx, env, cos = _start(cfg, store, judges, prompts, show_progress)
+        ctx, env, cos = _start(cfg, store, judges, prompts, stops, show_progress)
         cal = ctx.calibration.as_dict() if ctx.calibration else None
         if cfg.epl_search:
             results = run_search(ctx)

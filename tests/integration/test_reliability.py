@@ -164,6 +164,13 @@ CASES = [
     ("grid", lambda i: _grid(i, "--scope", "re:["), "bad scope regex"),
     ("grid", lambda i: _grid(i, "--prompt-column", "nope"), "nope"),
     ("grid", lambda i: _grid(i, "--judge", f"keyword:{i['dir'] / 'latin1.csv'}"), "not UTF-8"),
+    ("grid", lambda i: _grid(i, "--judge", "keyword,toy", "--early-stop", "on"), "judge 'toy'"),
+    (
+        "grid",
+        lambda i: _grid(i, "--judge", "llama-guard:/no/guard", "--early-stop", "on"),
+        "judge 'llama-guard' is not decided by a prefix",
+    ),  # fmt: skip
+    ("grid", lambda i: _grid(i, "--early-stop", "maybe"), "invalid choice"),
     ("asft", lambda i: _train("--lr", "inf"), "--lr must be a finite number"),
     ("asft", lambda i: _train("--lr", "-1"), "--lr must be > 0"),
     ("asft", lambda i: _train("--epochs", "0"), "--epochs must be > 0"),
