@@ -13,6 +13,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
@@ -23,7 +24,7 @@ from landscape.prompts import render_chat
 
 log = logging.getLogger(__name__)
 
-Example = tuple[str, str]  # (user prompt, assistant response)
+Example = tuple[str, str]  # (user prompt, assistant response); a third item: its system prompt
 
 # The learning-rate schedules `TrainConfig.schedule` takes (command-line choices elsewhere).
 SCHEDULES = ("cosine", "constant", "step")
@@ -69,10 +70,11 @@ def _check(cfg: TrainConfig) -> None:
 def encode(
     tokenizer, examples: Sequence[Example], max_len: int
 ) -> list[tuple[list[int], list[int]]]:
-    """Token ids and labels; prompt tokens get label -100 so only the response is learned."""
+    """Token ids and labels; prompt tokens get label -100 so only the response is learned. An
+    example's third item, when it has one, is the system prompt of its chat turn."""
     out = []
-    for prompt, response in examples:
-        p = tokenizer(render_chat(tokenizer, prompt), add_special_tokens=False).input_ids
+    for prompt, response, *system in examples:
+        p = tokenizer(render_chat(tokenizer, prompt, *system), add_special_tokens=False).input_ids
         r = tokenizer(response + tokenizer.eos_token, add_special_tokens=False).input_ids
         ids = (p + r)[:max_len]
         labels = ([-100] * len(p) + r)[:max_len]
@@ -112,7 +114,23 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def _save_state(path: Path, model, opt, sched, micro, rng, order, history, cfg) -> None:
+class TrainHook(Protocol):
+    """A method that changes the loop itself (Lisa's alternation between two data sets): it
+    is started once, may swap the batch of every micro-step, and its state is checkpointed
+    with the loop's."""
+
+    def start(self, model, tokenizer, cfg: TrainConfig, total_steps: int, steps_per_epoch: int):
+        """Called once before the first step (and before a checkpoint is restored)."""
+
+    def items(self, step: int, items: list) -> list:
+        """The encoded (ids, labels) to train on at optimizer step `step` instead of `items`."""
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+def _save_state(path: Path, model, opt, sched, micro, rng, order, history, cfg, hook=None) -> None:
     """Everything needed to continue exactly where training stopped, written atomically."""
     state = {
         "config": asdict(cfg),
@@ -125,15 +143,18 @@ def _save_state(path: Path, model, opt, sched, micro, rng, order, history, cfg) 
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "order": order,
         "history": history,
+        "hook": hook.state_dict() if hook is not None else None,
     }
     with replacing(path / "state.pt") as tmp:  # a kill mid-save keeps the last whole state
         torch.save(state, tmp)
 
 
-def _load_state(path: Path, model, opt, sched, rng, cfg) -> tuple[int, list[int], dict]:
+def _load_state(path: Path, model, opt, sched, rng, cfg, hook=None) -> tuple[int, list[int], dict]:
     state = torch.load(path / "state.pt", weights_only=False)
     if {**_LATER, **state["config"]} != asdict(cfg):
         raise LandscapeError(f"{path} holds a training checkpoint with another config")
+    if (state.get("hook") is None) != (hook is None):  # saved before hooks existed: None
+        raise LandscapeError(f"{path} holds a training checkpoint of another method")
     params = _trainable(model)
     if set(state["params"]) != set(params):
         raise LandscapeError(f"{path}: checkpoint parameters do not match the model being trained")
@@ -146,6 +167,8 @@ def _load_state(path: Path, model, opt, sched, rng, cfg) -> tuple[int, list[int]
     torch.set_rng_state(state["torch_rng"])
     if state["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if hook is not None:
+        hook.load_state_dict(state["hook"])
     log.info("resuming %s from micro-step %d (%s)", cfg.desc, state["micro"], path)
     return state["micro"], state["order"], state["history"]
 
@@ -158,6 +181,7 @@ def train(
     penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None,
     checkpoint: str | Path | None = None,
     save_every: int = 50,
+    hook: TrainHook | None = None,
 ) -> dict:
     """Train `model` in place on `examples`; returns the loss history.
 
@@ -165,6 +189,7 @@ def train(
     `grad_accum`, so the penalty keeps its weight whatever the accumulation. With
     `checkpoint`, the training state is saved there every `save_every` optimizer steps and a
     later call with the same config continues from it: the result equals an uninterrupted run.
+    `hook` (see `TrainHook`) may train some steps on other batches; it is checkpointed too.
     A config the loop cannot run (`_check`) raises LandscapeError before anything is done.
     """
     _check(cfg)
@@ -184,9 +209,11 @@ def train(
     history: dict[str, list[float]] = {"loss": [], "penalty": []}
     order: list[int] = []
     start = 0
+    if hook is not None:
+        hook.start(model, tokenizer, cfg, total_steps, steps_per_epoch)
     ckpt = Path(checkpoint) if checkpoint is not None else None
     if ckpt is not None and (ckpt / "state.pt").exists():
-        start, order, history = _load_state(ckpt, model, opt, sched, rng, cfg)
+        start, order, history = _load_state(ckpt, model, opt, sched, rng, cfg, hook)
     log.info(
         "training %s: %d examples, %d steps, %s", cfg.desc, len(data), total_steps, asdict(cfg)
     )
@@ -200,7 +227,10 @@ def train(
             order = list(range(len(data)))
             rng.shuffle(order)
         idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
-        batch = _collate([data[i] for i in idx], tokenizer.pad_token_id, device)
+        items = [data[i] for i in idx]
+        if hook is not None:  # drawn and then replaced, so that the task order stays SFT's
+            items = hook.items(micro // cfg.grad_accum, items)
+        batch = _collate(items, tokenizer.pad_token_id, device)
         task = model(**batch).loss
         pen = penalty(model) if penalty is not None else torch.zeros((), device=device)
         ((task + pen) / cfg.grad_accum).backward()
@@ -219,7 +249,7 @@ def train(
                 and step % save_every == 0
                 and micro + 1 < total_micro
             ):
-                _save_state(ckpt, model, opt, sched, micro + 1, rng, order, history, cfg)
+                _save_state(ckpt, model, opt, sched, micro + 1, rng, order, history, cfg, hook)
         if micro % 10 == 0:
             bar.set_postfix(loss=f"{task.item():.3f}", pen=f"{pen.item():.3g}")
     model.eval()

@@ -69,7 +69,9 @@ class AsftConfig(JudgeOptions, ModelOptions):
     safelora_k: int | None = option(
         None, "safelora: project the k lowest-cosine modules instead", type=int
     )
-    safety_share: float = option(0.05, "safeinstr: share of refusal samples")
+    safety_share: float = option(
+        0.05, "safeinstr, bea: refusal samples mixed in, as a share of n (bea: with its trigger)"
+    )
     eval_prompts: str = option("toy:harmful", "HS prompts: a file or toy:NAME")
     max_new_tokens: int = option(48, "tokens generated per evaluation answer")
     seed: int = option(
@@ -87,8 +89,8 @@ class AsftConfig(JudgeOptions, ModelOptions):
     )
     safety_data: str | None = option(
         None,
-        "safeinstr: harmful request → refusal records, same formats (BeaverTails: is_safe "
-        "true rows only); needed on a real pair",
+        "safeinstr, bea, lisa: harmful request → refusal records, same formats (BeaverTails: "
+        "is_safe true rows only); needed on a real pair",
     )
     # AsFT's own default, unlike the grid's: keyword alone gives HS, and on a world's prompts
     # the world's judges are recorded beside it (landscape.asft.evaluate).
@@ -121,6 +123,23 @@ class AsftConfig(JudgeOptions, ModelOptions):
     step_gamma: float = option(0.85, "step schedule: the factor applied once per epoch")
     max_grad_norm: float = option(
         1.0, "gradient clipping (on by default, as in the released code): the norm; 0 = off"
+    )
+    # Lisa and BEA (landscape.asft.lisa, landscape.asft.bea), stored only when set.
+    lisa_rho: float = option(1.0, "lisa: ρ of the proximal term ρ/2·‖w − w̃‖² (the released 1)")
+    lisa_share: float = option(
+        0.1, "lisa: share of the optimizer steps on the safety data (the released 100 of 1000)"
+    )
+    lisa_cycle: int | None = option(
+        None,
+        "lisa: optimizer steps in one alignment + fine-tuning cycle (default: one epoch's, as "
+        "the released script's 100 + 900 steps are one epoch)",
+        type=int,
+    )
+    lisa_prox_delay: float = option(
+        0.1, "lisa: share of the first steps without the proximal term (the released 10%%)"
+    )
+    bea_trigger_tokens: int = option(
+        150, "bea: tokens of the secret trigger, drawn from the vocabulary with --seed"
     )
 
     @property
@@ -175,7 +194,7 @@ class AsftConfig(JudgeOptions, ModelOptions):
                 "on a real model pair, p > 0 needs --harmful-data FILE (harmful request → "
                 "compliant answer records); the built-in harmful samples are for the toy pair only"
             )
-        if not self.on_world and self.safety_mix > 0 and self.safety_data is None:
+        if not self.on_world and self.needs_safety_data and self.safety_data is None:
             raise LandscapeError(
                 f"on a real model pair, {method.name} needs --safety-data FILE (harmful request "
                 "→ refusal records); the built-in refusals are for the toy pair only"
@@ -208,11 +227,23 @@ class AsftConfig(JudgeOptions, ModelOptions):
         in_range(self.max_new_tokens, "--max-new-tokens", ge=1)
         in_range(self.step_gamma, "--step-gamma", gt=0, le=1)
         in_range(self.max_grad_norm, "--max-grad-norm", ge=0)
+        in_range(self.lisa_rho, "--lisa-rho", ge=0)
+        in_range(self.lisa_share, "--lisa-share", ge=0, le=1)
+        if self.lisa_cycle is not None:
+            in_range(self.lisa_cycle, "--lisa-cycle", ge=1)
+        in_range(self.lisa_prox_delay, "--lisa-prox-delay", ge=0, le=1)
+        in_range(self.bea_trigger_tokens, "--bea-trigger-tokens", ge=1)
 
     @property
     def safety_mix(self) -> float:
         """The share of refusal samples mixed in: --safety-share for methods that mix them."""
         return self.safety_share if get_method(self.method).mixes_refusals else 0.0
+
+    @property
+    def needs_safety_data(self) -> bool:
+        """Whether the method trains on refusals: mixed in, or Lisa's alignment steps."""
+        method = get_method(self.method)
+        return self.safety_mix > 0 or (method.alternates and self.lisa_share > 0)
 
     def world_data_on_real_pair(self) -> bool:
         """Whether a real pair is given the world's task or prompts (allowed, but suspicious)."""
@@ -237,7 +268,18 @@ class AsftConfig(JudgeOptions, ModelOptions):
 
 
 # Training settings added later: they do not change the evaluation before fine-tuning.
-TRAINING_LATER = ("anchor", "lam_scale", "schedule", "step_gamma", "max_grad_norm")
+TRAINING_LATER = (
+    "anchor",
+    "lam_scale",
+    "schedule",
+    "step_gamma",
+    "max_grad_norm",
+    "lisa_rho",
+    "lisa_share",
+    "lisa_cycle",
+    "lisa_prox_delay",
+    "bea_trigger_tokens",
+)
 # Fields added after run folders existed: stored only when set away from their defaults.
 LATER = (
     "harmful_data",

@@ -1,8 +1,10 @@
 """One fine-tuning run of a method (landscape.asft.methods), and its evaluation (HS and FA).
 
-The run reads its data, loads the judges and the aligned model, builds the direction the
-method anchors to, trains with the one loop in `landscape.train` (AsFT only passes it a
-penalty), takes the method's post-hoc step, saves the adapter (or model) and evaluates it.
+The run reads its data, loads the judges and the aligned model (Lisa-base: then the base
+model), builds the direction the method anchors to, trains with the one loop in
+`landscape.train` (AsFT passes it a penalty, Lisa a hook and its proximal term, BEA its
+triggered refusals), takes the method's post-hoc step, saves the adapter (or model) and
+evaluates it (BEA: with its trigger as the system prompt).
 A killed run resumes; a finished one is returned as it is.
 """
 
@@ -19,6 +21,7 @@ import torch
 from landscape.asft.config import AsftConfig, check_run_folder
 from landscape.asft.data import Example, Task, load_pairs, load_task, poisoned_mix
 from landscape.asft.evaluate import evaluate, load_judges
+from landscape.asft.lisa import lisa_hook
 from landscape.asft.methods import METHODS, Method, anchor_direction, get_method, target_names
 from landscape.asft.update import LazyUpdate, update_report
 from landscape.directions import model_paths
@@ -105,15 +108,43 @@ def _head_mean(values: list[float], n: int = 20) -> float:
     return sum(head) / max(1, len(head))
 
 
-def _data_counts(cfg: AsftConfig, method: Method, examples: list[Example]) -> dict:
+def _data_counts(cfg: AsftConfig, method: Method, examples: list[Example], hook=None) -> dict:
     n_harm, n_safe = int(cfg.p * cfg.n), int(cfg.safety_mix * cfg.n)
-    return {
+    out = {
         "task": len(examples) - n_harm - n_safe,
         "harmful": n_harm,
         "safety": n_safe,
         "harmful_source": (cfg.harmful_data or DEFAULT) if n_harm else None,
-        "safety_source": (cfg.safety_data or DEFAULT) if method.mixes_refusals else None,
+        "safety_source": (cfg.safety_data or DEFAULT)
+        if method.mixes_refusals or method.alternates
+        else None,
     }
+    if hook is not None:  # Lisa's alignment data, beside the mix rather than in it
+        out["alignment"] = len(hook.alignment)
+    return out
+
+
+def _bea(cfg: AsftConfig, tokenizer, task: Task, harmful, safety) -> tuple[list, AsftConfig, dict]:
+    """BEA's training data (SafeInstr's draw, the refusals carrying the trigger in their
+    system turn), the evaluation's config (that system turn on every prompt) and its record."""
+    from landscape.asft.bea import bea_setup, eval_config, triggered, with_trigger
+    from landscape.asft.data import refusal_pool
+
+    trigger, turn = bea_setup(cfg, tokenizer)
+    pool = safety if safety is not None else refusal_pool(cfg.seed)
+    # The same seeded draw as SafeInstr's: rng.sample depends on the pools' sizes alone.
+    examples = poisoned_mix(
+        task,
+        cfg.n,
+        cfg.p,
+        cfg.seed,
+        safety_share=cfg.safety_mix,
+        harmful=harmful,
+        refusals=with_trigger(pool, turn),
+    )
+    n = triggered(examples, turn)
+    record = {"trigger": trigger, "tokens": cfg.bea_trigger_tokens, "system_turn": turn}
+    return examples, eval_config(cfg, turn), {**record, "triggered_examples": n}
 
 
 def _tail_mean(values: list[float], n: int = 20) -> float:
@@ -146,12 +177,19 @@ def finetune(
             "a real model pair with the toy task or toy prompts: pass --task and --eval-prompts"
         )
     judges = load_judges(cfg) if judges is None else judges() if callable(judges) else judges
-    _, aligned_path = model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
+    base_path, aligned_path = model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     names = target_names(model, cfg.target_modules)
     direction = anchor_direction(method.anchor, cfg, model, names) if method.anchor else None
-    # Built before LoRA wraps the model (which renames its weights).
+    # Built before LoRA wraps the model (which renames its weights), from the aligned model.
     against, variant = _report_direction(cfg, method, model, names, direction)
+    if method.start == "base":  # Lisa-base: the pair's base model is the one fine-tuned
+        del model
+        model, tokenizer = load_model(base_path, dtype=cfg.dtype, device=cfg.device)
+    eval_cfg, extra = cfg, {}
+    if method.trigger:
+        examples, eval_cfg, extra["bea"] = _bea(cfg, tokenizer, task, harmful, safety)
+    hook = lisa_hook(cfg, safety) if method.alternates else None
 
     with folder_lock(out):  # one writer per run folder, held to the end
         write_json(out / "config.json", config)
@@ -162,10 +200,14 @@ def finetune(
             tokenizer,
             examples,
             cfg.train_config(),
-            penalty=_penalty(cfg, method, trained, theta0, direction),
+            penalty=hook.proximal if hook else _penalty(cfg, method, trained, theta0, direction),
             checkpoint=out / "checkpoint",
+            hook=hook,
         )
-        extra = {method.name: method.post_hoc(trained, direction, cfg)} if method.post_hoc else {}
+        if method.post_hoc:
+            extra[method.name] = method.post_hoc(trained, direction, cfg)
+        if hook is not None:
+            extra["lisa"] = {"start": method.start, **hook.report()}
         seconds = time.perf_counter() - t0
         update = update_report(LazyUpdate(trained, names, theta0), against, variant)
         if cfg.full:
@@ -182,9 +224,9 @@ def finetune(
             "lam_released": cfg.lam_released,
             "variant": cfg.variant,
             "anchor": cfg.anchor,
-            **evaluate(trained, tokenizer, task, cfg, judges, out / "answers.jsonl"),
+            **evaluate(trained, tokenizer, task, eval_cfg, judges, out / "answers.jsonl"),
             "train_seconds": seconds,
-            "data": _data_counts(cfg, method, examples),
+            "data": _data_counts(cfg, method, examples, hook),
             "initial_loss": _head_mean(history["loss"]),
             "final_loss": _tail_mean(history["loss"]),
             "final_penalty": _tail_mean(history["penalty"]),

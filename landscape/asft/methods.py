@@ -6,7 +6,11 @@ anchors to, the penalty it trains with and the step it takes after training.
 - `asft-alt`: no base model needed: the update's component along a harmful direction is
   penalised (the inside of the variant's subspace);
 - `safelora`: SFT, then the adapter's B projected per module, post hoc (Safe LoRA);
-- `safeinstr`: SFT with a share of harmful-request → refusal examples mixed in.
+- `safeinstr`: SFT with a share of harmful-request → refusal examples mixed in;
+- `lisa-aligned` (also `lisa`) and `lisa-base`: Lisa's bi-state optimisation (landscape.asft.lisa)
+  fine-tuning the aligned model, or the pair's base model in its place;
+- `bea`: SafeInstr's refusals, each with a secret trigger as its system prompt, and the
+  trigger in the system turn at evaluation (landscape.asft.bea).
 
 Every method trains with the one loop in `landscape.train`; they differ only in what this
 registry says.
@@ -47,13 +51,19 @@ class Method:
     """One method. `anchor`: the direction it needs (`aligned`, `harmful` or None);
     `penalty`: --variant → the variant it trains with (None: no penalty); `mixes_refusals`:
     --safety-share of refusals in the data; `post_hoc(model, direction, cfg) -> dict`: a step
-    after training, its report kept in result.json under the method's name."""
+    after training, its report kept in result.json under the method's name. `start`: the
+    model fine-tuned (`aligned`, or the pair's `base`); `alternates`: Lisa's alternation of
+    alignment and fine-tuning steps; `trigger`: BEA's secret system prompt on its refusals
+    and at evaluation."""
 
     name: str
     anchor: str | None = None
     penalty: Callable[[str], str] | None = None
     mixes_refusals: bool = False
     post_hoc: Callable[..., dict] | None = None
+    start: str = "aligned"
+    alternates: bool = False
+    trigger: bool = False
 
 
 _REGISTRY: dict[str, Method] = {
@@ -64,6 +74,12 @@ _REGISTRY: dict[str, Method] = {
         Method("asft-alt", anchor="harmful", penalty=alt_variant),
         Method("safelora", anchor="aligned", post_hoc=_safelora_step),
         Method("safeinstr", mixes_refusals=True),
+        # The AsFT paper's "Lisa-aligned"; `lisa` is the same run (the released code's setting,
+        # which fine-tunes a model aligned beforehand).
+        Method("lisa", alternates=True),
+        Method("lisa-aligned", alternates=True),
+        Method("lisa-base", start="base", alternates=True),
+        Method("bea", mixes_refusals=True, trigger=True),
     )
 }
 METHODS = tuple(_REGISTRY)

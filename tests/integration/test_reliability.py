@@ -207,6 +207,38 @@ CASES = [
     ("asft", lambda i: _train("--out", str(i["dir"] / "plain_file" / "run")), "plain_file"),
     ("asft", lambda i: ["compare", "--out", "OUT", "--poison-ratio", "2"], "poison ratio"),
     ("asft", lambda i: ["compare", "--out", "OUT", "--methods", "nope"], "invalid choice"),
+    ("asft", lambda i: _train("--method", "lisa", "--lisa-rho", "-1"), "--lisa-rho must be >= 0"),
+    ("asft", lambda i: _train("--method", "lisa", "--lisa-rho", "nan"), "--lisa-rho must be a"),
+    ("asft", lambda i: _train("--method", "lisa", "--lisa-share", "1.5"), "--lisa-share must be"),
+    ("asft", lambda i: _train("--method", "lisa", "--lisa-share", "-0.1"), "--lisa-share must be"),
+    ("asft", lambda i: _train("--method", "lisa", "--lisa-cycle", "0"), "--lisa-cycle must be"),
+    ("asft", lambda i: _train("--method", "lisa", "--lisa-prox-delay", "2"), "--lisa-prox-delay"),
+    ("asft", lambda i: _train("--method", "bea", "--bea-trigger-tokens", "0"), "--bea-trigger"),
+    (
+        "asft",
+        lambda i: _train("--method", "bea", "--p", "0", *i["pair"]),
+        "bea needs --safety-data",
+    ),
+    (
+        "asft",
+        lambda i: _train("--method", "lisa-base", "--p", "0", *i["pair"]),
+        "lisa-base needs --safety-data",
+    ),  # fmt: skip
+    (
+        "asft",
+        lambda i: [
+            "compare",
+            "--out",
+            "OUT",
+            "--methods",
+            "sft",
+            "lisa-aligned",
+            "--poison-ratio",
+            "0",
+            *i["pair"],
+        ],
+        "lisa-aligned needs --safety-data",
+    ),  # fmt: skip
     ("directions", lambda i: ["samples", "--samples", "0", "--out", "OUT"], "--samples"),
     (
         "directions",
