@@ -11,11 +11,12 @@ import importlib.util
 
 import pytest
 import torch
-from helpers import PROMPTS, compare_hf_vllm, vllm_sized_model
+from helpers import PROMPTS, compare_hf_vllm, plant_refusal, vllm_sized_model
 
 from landscape import directions as D
 from landscape import scope
 from landscape.generate.hf import HFGenerator
+from landscape.judges.keyword import REFUSAL_KEYWORDS, KeywordJudge
 from landscape.perturb import perturbed, snapshot
 
 
@@ -71,6 +72,44 @@ def test_rejects_what_vllm_cannot_run(tiny_tokenizer, tiny_model, vllm_generator
     with pytest.raises(LandscapeError, match="does not fit"):
         gen.generate(["word " * 400])
     assert gen.generate([]) == []
+    gen.close()
+
+
+def test_early_stopping_matches_hf_and_full_generation(tiny_tokenizer, vllm_generator):
+    """Per-request stop strings: each answer is the whole answer cut at its first refusal
+    string, as HF cuts it, at θ0 and at a perturbed point; verdicts are full generation's."""
+    model = plant_refusal(vllm_sized_model(tiny_tokenizer, seed=2), tiny_tokenizer)
+    asked = PROMPTS + [p + " please" for p in PROMPTS]
+    kw = {"batch_size": 4, "max_new_tokens": 24, "stop_at": REFUSAL_KEYWORDS}
+    hf, gen = HFGenerator(model, tiny_tokenizer, **kw), vllm_generator(model, tiny_tokenizer, **kw)
+    names = scope.select(model, "blocks")
+    d = D.random(model, names, seed=1).normalized("layer", model)
+    judge = KeywordJudge()
+    for coeff in (0.0, 0.2):
+        with perturbed(model, {d: coeff}):
+            gen.sync()
+            whole = gen.generate(asked, stop=False)
+            answers, stopped = gen.generate_stopped(asked)
+            assert (answers, stopped) == hf.generate_stopped(asked)
+        assert (answers, stopped) == gen.finish(whole, stop=True)
+        assert judge.judge(asked, answers) == judge.judge(asked, whole)
+        assert 0 < sum(stopped) < len(asked), coeff  # planted refusals in some answers only
+    # vLLM itself ended requests at their stop strings (not only the cut afterwards).
+    ids = [tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in asked]
+    gen.sync()
+    tokens, hit = gen._run(ids, list(range(len(ids))), 0, stop=True)
+    assert any(hit) and all(len(t) < 24 for t, h in zip(tokens, hit) if h)
+
+    # A request that vLLM stops where the HF decoding holds no stop string (here: all of
+    # them, after one token) is generated again in full: still the whole answers, cut.
+    real = gen._run
+
+    def early(ids, index, seed, stop):
+        tokens, hit = real(ids, index, seed, stop)
+        return ([t[:1] for t in tokens], [True] * len(tokens)) if stop else (tokens, hit)
+
+    gen._run = early
+    assert gen.generate_stopped(asked) == gen.finish(gen.generate(asked, stop=False), stop=True)
     gen.close()
 
 
