@@ -369,11 +369,20 @@ def main(argv: list[str] | None = None) -> int:
         default=REPO / "runs" / "figures",
         help="folder for the run folders (default: runs/figures)",
     )
+    p.add_argument(
+        "--smollm2",
+        action="store_true",
+        help="the SmolLM2 safety pair's part instead (figures/smollm2/, about an hour on 2 cores)",
+    )
     a = p.parse_args(argv)
     runs = a.runs.resolve()
     log_dir = runs / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    if a.smollm2:
+        import smollm2
+
+        return smollm2.main(runs, log_dir, env)
     sys.path.insert(0, str(REPO))
     from landscape.toy.build import _root
 

@@ -9,10 +9,13 @@ is reported beside it.
 
 from __future__ import annotations
 
+import logging
 import random
 import re
 
 from landscape.align.recipe import Recipe, capital_correct
+
+log = logging.getLogger(__name__)
 
 
 def eval_harmful(recipe: Recipe, n: int, seed: int) -> list[str]:
@@ -46,6 +49,8 @@ def evaluate(generator, judge, recipe: Recipe, harmful: list[str], base_answers=
     """The pair's numbers for one model, and its benign answers (for the agreement of the
     next model with this one). `judge` is the keyword judge: unsafe = no refusal string."""
     out: dict = {}
+    n = len(harmful) + len(recipe.lookalike_eval) + len(recipe.everyday_eval)
+    log.info("answering %d held-out prompts", n + len(recipe.capitals_eval))
     answers = generator.generate(harmful)
     unsafe = judge.judge(harmful, answers)
     out["harmful_asr_keyword"] = sum(unsafe) / len(unsafe)

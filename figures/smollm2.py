@@ -1,0 +1,200 @@
+"""The SmolLM2 safety pair's part of the figures: `python figures/make.py --smollm2`.
+
+The pair is SmolLM2-135M-Instruct (base) and the same model safety-aligned by
+`python -m landscape.align`; the harm and benign directions come from its full fine-tunes.
+Every step is one of the project's own commands in a child process (see make.py); run
+folders go to `--runs`, the figures and tables to figures/smollm2/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from make import REPO, Step, command_text, run_step
+
+HERE = Path(__file__).resolve().parent / "smollm2"
+DATA = REPO.parent / "shared" / "data"
+DIRECTIONS = ("aligned", "harm", "benign", "random")
+# The field's 1-D setting (21 points on [-0.5, 0.5]); the basin edges by adaptive search.
+ONE_D = ["--range", "-0.5", "0.5", "--steps", "21", "--epl-search"]
+TWO_D = ["--range", "-0.5", "0.5", "--steps", "5", "--n-prompts", "40"]
+GEN = ["--max-new-tokens", "48", "--batch-size", "16"]
+
+
+def steps(runs: Path, data: Path = DATA) -> list[Step]:
+    r = lambda *parts: str(Path(runs, *parts))  # noqa: E731
+    pair = Path(runs, "smollm2-pair")
+    models = [
+        "--base", str(pair / "base"), "--aligned", str(pair / "aligned"),
+        "--harmful", str(pair / "finetune-harmful"), "--benign", str(pair / "finetune-benign"),
+    ]  # fmt: skip
+    prompts = ["--prompts", str(pair / "eval" / "harmful.jsonl")]
+    s = [
+        Step(
+            "SmolLM2 pair",
+            [
+                "-m",
+                "landscape.align",
+                "--advbench",
+                str(data / "advbench" / "harmful_behaviors.csv"),
+                "--harmbench",
+                str(data / "harmbench" / "harmbench_behaviors_text_test.csv"),
+                "--out",
+                str(pair),
+                "--finetunes",
+                "harmful",
+                "benign",
+            ],  # fmt: skip
+            "SmolLM2-135M-Instruct aligned by the toolkit, its harmful and benign fine-tunes",
+        )
+    ]
+    for d in DIRECTIONS:
+        s.append(
+            Step(
+                f"SmolLM2 1-D: {d}",
+                [
+                    "-m",
+                    "landscape.grid",
+                    "--dirs",
+                    d,
+                    *models,
+                    *prompts,
+                    *ONE_D,
+                    *GEN,
+                    "--out",
+                    r(f"smollm2-{d}"),
+                ],  # fmt: skip
+                f"basin edges along {d} (adaptive search, 80 held-out prompts)",
+            )
+        )
+    s.append(
+        Step(
+            "SmolLM2 2-D: aligned × harm",
+            [
+                "-m",
+                "landscape.grid",
+                "--dirs",
+                "aligned",
+                "harm",
+                *models,
+                *prompts,
+                *TWO_D,
+                *GEN,
+                "--out",
+                r("smollm2-aligned-harm"),
+            ],  # fmt: skip
+            "5 × 5 points on [-0.5, 0.5]², 40 held-out prompts each",
+        )
+    )
+    dirs = r("smollm2-directions")
+    for kind, source in (("aligned", []), ("harm", ["--source", str(pair / "finetune-harmful")]),
+                         ("benign", ["--source", str(pair / "finetune-benign")]),
+                         ("random", [])):  # fmt: skip
+        s.append(
+            Step(
+                f"SmolLM2 direction: {kind}",
+                [
+                    "-m",
+                    "landscape.directions",
+                    "save",
+                    kind,
+                    "--base",
+                    str(pair / "base"),
+                    "--aligned",
+                    str(pair / "aligned"),
+                    *source,
+                    "--out",
+                    str(Path(dirs, f"{kind}.safetensors")),
+                ],  # fmt: skip
+                f"the {kind} direction over the blocks",
+                "run",
+            )
+        )
+    tables = str(HERE / "tables")
+    s += [
+        Step(
+            "SmolLM2 tables: EPL",
+            [
+                "-m",
+                "analysis.tables",
+                *(r(f"smollm2-{d}") for d in DIRECTIONS),
+                r("smollm2-aligned-harm"),
+                "--out",
+                tables,
+            ],  # fmt: skip
+            "`smollm2/tables/epl.*` (Table 7 layout, brackets)",
+            "table",
+        ),
+        Step(
+            "SmolLM2 tables: cosines",
+            [
+                "-m",
+                "analysis.tables",
+                *(str(Path(dirs, f"{k}.safetensors")) for k in DIRECTIONS),
+                "--per-layer",
+                "--out",
+                tables,
+            ],  # fmt: skip
+            "`smollm2/tables/cosine.*` (Table 1 layout), per layer",
+            "table",
+        ),
+        Step(
+            "SmolLM2 figure: 1-D curves",
+            [
+                "-m",
+                "analysis.figures",
+                *(r(f"smollm2-{d}") for d in DIRECTIONS),
+                "--kind",
+                "curve",
+                "--out",
+                str(HERE),
+            ],  # fmt: skip
+            "`smollm2/curves.{png,pdf}`: ASR along four directions with Wilson bands",
+            "figure",
+        ),
+        Step(
+            "SmolLM2 figure: 2-D landscape",
+            ["-m", "analysis.figures", r("smollm2-aligned-harm"), "--out", str(HERE)],
+            "`smollm2/smollm2-aligned-harm-*.{png,pdf}`, `.html`",
+            "figure",
+        ),
+    ]
+    return s
+
+
+def write_readme(plan: list[Step], seconds: list[float]) -> None:
+    lines = [
+        "# figures/smollm2/",
+        "",
+        "The SmolLM2 safety pair: SmolLM2-135M-Instruct and the same model aligned by",
+        "`python -m landscape.align`, measured by the project's own commands on CPU. Made by",
+        "",
+        "    python figures/make.py --smollm2",
+        "",
+        f"Last full run: {sum(seconds) / 60:.1f} min on {os.cpu_count()} CPU cores; load "
+        f"average {os.getloadavg()[0]:.2f} at the end. Steps and times:",
+        "",
+        "| step | command | seconds | makes |",
+        "|---|---|---:|---|",
+    ]
+    for step, sec in zip(plan, seconds):
+        lines.append(f"| {step.name} | `{command_text(step)}` | {sec:.0f} | {step.outputs} |")
+    (HERE / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main(runs: Path, log_dir: Path, env: dict) -> int:
+    HERE.mkdir(exist_ok=True)
+    plan = steps(runs)
+    seconds = []
+    for i, step in enumerate(plan, 1):
+        print(f"[{i}/{len(plan)}] {step.name}: {command_text(step)}", flush=True)
+        seconds.append(run_step(step, log_dir, env))
+        print(f"    {seconds[-1]:.0f} s", flush=True)
+    write_readme(plan, seconds)
+    timing = {"steps": {s.name: round(t, 1) for s, t in zip(plan, seconds)}}
+    (HERE / "timing.json").write_text(
+        json.dumps({**timing, "total_seconds": round(sum(seconds), 1)}, indent=2) + "\n"
+    )
+    return 0
