@@ -285,3 +285,22 @@ def test_a_killed_run_resumes_to_the_uninterrupted_weights(
     assert part[method] == whole[method] and part["hs"] == whole["hs"]
     if method == "lisa":
         assert [s["step"] for s in part["lisa"]["switches"]] == [2, 6, 8]
+
+
+def test_compare_and_sweep_take_the_new_methods_with_seeds(tiny_pair_dir, data_files, tmp_path):
+    from landscape.asft.compare import compare
+    from landscape.asft.report import format_table
+    from landscape.asft.sweep import sweep
+
+    cfg = _cfg(tiny_pair_dir, data_files, epochs=1, n=16)
+    methods = ["sft", "lisa-base", "lisa-aligned", "bea"]
+    table = compare(cfg, methods, [0.25], tmp_path / "cmp", [cfg.variant], seeds=[0, 1])
+    assert [r["method"] for r in table["rows"]] == methods
+    assert [(r["method"], r["n"]) for r in table["spread"]] == [(m, 2) for m in methods]
+    text = format_table(table)
+    assert all(f"| {m} |" in text for m in methods)
+    assert all(r["update_norm"] > 0 for r in table["runs"])
+    rows = sweep(cfg, ["lisa", "bea"], [1.0], [0], tmp_path / "sweep", [cfg.variant])
+    assert [(r["method"], r["lam"]) for r in rows] == [
+        ("aligned (before)", None), ("lisa", None), ("bea", None),
+    ]  # fmt: skip
