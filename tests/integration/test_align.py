@@ -75,7 +75,9 @@ def test_align_saves_a_loadable_pair_with_its_numbers_and_held_out_sets(
     trained = {r["prompt"] for r in read_jsonl(pair.root / "train" / "harmful.jsonl")}
     assert len(held) == 4 and not held & trained
     benign = read_jsonl(pair.root / "train" / "benign.jsonl")
-    assert benign and {r["prompt"] for r in benign} <= set(build.make_recipe(advbench).benign_train())
+    assert benign and {r["prompt"] for r in benign} <= set(
+        build.make_recipe(advbench).benign_train()
+    )
     assert not (pair.root / build.WORK).exists() and (pair.root / MANIFEST).is_file()
     load_model(pair.aligned)  # what --aligned takes
 
