@@ -17,9 +17,12 @@ from make import REPO, Step, command_text, run_step
 HERE = Path(__file__).resolve().parent / "smollm2"
 DATA = REPO.parent / "shared" / "data"
 DIRECTIONS = ("aligned", "harm", "benign", "random")
-# The field's 1-D setting (21 points on [-0.5, 0.5]); the basin edges by adaptive search.
-ONE_D = ["--range", "-0.5", "0.5", "--steps", "21", "--epl-search"]
-TWO_D = ["--range", "-0.5", "0.5", "--steps", "5", "--n-prompts", "40"]
+# Ten times narrower than the field's 1-D setting (21 points on [-0.5, 0.5]): along the
+# layer-normalised harm direction every answer of this 135M model is already incoherent at
+# |α| = 0.05 (measured: 16 of 16 at both ±0.05, none harmful), so the field's range would
+# only show a broken model. The basin edges by adaptive search.
+ONE_D = ["--range", "-0.05", "0.05", "--steps", "21", "--epl-search"]
+TWO_D = ["--range", "-0.05", "0.05", "--steps", "5", "--n-prompts", "40"]
 GEN = ["--max-new-tokens", "48", "--batch-size", "16"]
 
 
@@ -85,7 +88,7 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                 "--out",
                 r("smollm2-aligned-harm"),
             ],  # fmt: skip
-            "5 × 5 points on [-0.5, 0.5]², 40 held-out prompts each",
+            "5 × 5 points on [-0.05, 0.05]², 40 held-out prompts each",
         )
     )
     dirs = r("smollm2-directions")
