@@ -24,6 +24,10 @@ DIRECTIONS = ("aligned", "harm", "benign", "random")
 ONE_D = ["--range", "-0.05", "0.05", "--steps", "21", "--epl-search"]
 TWO_D = ["--range", "-0.05", "0.05", "--steps", "5", "--n-prompts", "40"]
 GEN = ["--max-new-tokens", "48", "--batch-size", "16"]
+# One epoch over 400 samples (50 steps of LoRA r = 8 on q/v, the toolkit's defaults otherwise),
+# so that four fine-tunes and their evaluations fit the time budget on 2 cores.
+ASFT = ["--methods", "sft", "asft", "--controls", "--poison-ratio", "0.1", "--n", "400",
+        "--epochs", "1", "--max-len", "128"]  # fmt: skip
 
 
 def steps(runs: Path, data: Path = DATA) -> list[Step]:
@@ -91,6 +95,36 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
             "5 × 5 points on [-0.05, 0.05]², 40 held-out prompts each",
         )
     )
+    arith = Path(runs, "smollm2-arith")
+    s += [
+        Step(
+            "SmolLM2 task: arithmetic",
+            ["-m", "landscape.align.arith", "--out", str(arith)],
+            "500 + 100 English arithmetic word problems (GSM8K's answer format)",
+        ),
+        Step(
+            "SmolLM2 AsFT vs SFT and controls",
+            [
+                "-m",
+                "landscape.asft",
+                "compare",
+                "--base",
+                str(pair / "base"),
+                "--aligned",
+                str(pair / "aligned"),
+                "--task",
+                f"{arith / 'train.jsonl'},{arith / 'test.jsonl'}",
+                "--harmful-data",
+                str(pair / "train" / "harmful.jsonl"),
+                "--eval-prompts",
+                str(pair / "eval" / "harmful.jsonl"),
+                *ASFT,
+                "--out",
+                r("smollm2-asft"),
+            ],  # fmt: skip
+            "HS/FA of SFT, AsFT and its isotropic and random-anchor controls at p = 0.1",
+        ),
+    ]
     dirs = r("smollm2-directions")
     for kind, source in (("aligned", []), ("harm", ["--source", str(pair / "finetune-harmful")]),
                          ("benign", ["--source", str(pair / "finetune-benign")]),
@@ -167,7 +201,17 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
     return s
 
 
-def write_readme(plan: list[Step], seconds: list[float]) -> None:
+def _done(step: Step) -> bool:
+    """Whether a run step's work is already in its `--out` (a killed or repeated run then only
+    checks it), so that its time of record stays the one of the run that did the work."""
+    if step.kind != "run" or "--out" not in step.args:
+        return False
+    out = Path(step.args[step.args.index("--out") + 1])
+    marks = ("summary.json", "metrics.json", "table.md", "test.jsonl")
+    return out.is_file() or any((out / m).exists() for m in marks)
+
+
+def write_readme(plan: list[Step], seconds: list[float], earlier: set[str]) -> None:
     lines = [
         "# figures/smollm2/",
         "",
@@ -176,28 +220,37 @@ def write_readme(plan: list[Step], seconds: list[float]) -> None:
         "",
         "    python figures/make.py --smollm2",
         "",
-        f"Last full run: {sum(seconds) / 60:.1f} min on {os.cpu_count()} CPU cores; load "
-        f"average {os.getloadavg()[0]:.2f} at the end. Steps and times:",
+        f"Work in all: {sum(seconds) / 60:.1f} min on {os.cpu_count()} CPU cores; load "
+        f"average {os.getloadavg()[0]:.2f} at the end of the last run. Each step's seconds are "
+        "those of the run that did its work (* : an earlier run; the last one found it done).",
         "",
         "| step | command | seconds | makes |",
         "|---|---|---:|---|",
     ]
     for step, sec in zip(plan, seconds):
-        lines.append(f"| {step.name} | `{command_text(step)}` | {sec:.0f} | {step.outputs} |")
+        mark = " *" if step.name in earlier else ""
+        lines.append(f"| {step.name} | `{command_text(step)}` | {sec:.0f}{mark} | {step.outputs} |")
     (HERE / "README.md").write_text("\n".join(lines) + "\n")
 
 
 def main(runs: Path, log_dir: Path, env: dict) -> int:
     HERE.mkdir(exist_ok=True)
     plan = steps(runs)
-    seconds = []
+    record = HERE / "timing.json"
+    before = json.loads(record.read_text())["steps"] if record.exists() else {}
+    seconds, earlier = [], set()
     for i, step in enumerate(plan, 1):
         print(f"[{i}/{len(plan)}] {step.name}: {command_text(step)}", flush=True)
-        seconds.append(run_step(step, log_dir, env))
-        print(f"    {seconds[-1]:.0f} s", flush=True)
-    write_readme(plan, seconds)
+        done = _done(step)
+        sec = run_step(step, log_dir, env)
+        print(f"    {sec:.0f} s", flush=True)
+        if done and step.name in before:
+            sec = before[step.name]
+            earlier.add(step.name)
+        seconds.append(sec)
+    write_readme(plan, seconds, earlier)
     timing = {"steps": {s.name: round(t, 1) for s, t in zip(plan, seconds)}}
-    (HERE / "timing.json").write_text(
+    record.write_text(
         json.dumps({**timing, "total_seconds": round(sum(seconds), 1)}, indent=2) + "\n"
     )
     return 0
