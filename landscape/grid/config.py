@@ -18,6 +18,7 @@ from landscape.directions import KINDS as DIRECTION_KINDS
 from landscape.directions import NORMS, parse_kind
 from landscape.errors import LandscapeError
 from landscape.generate import GENERATORS, check_backend
+from landscape.generate.tp import check_parallel
 from landscape.io import is_local
 from landscape.judges.base import stop_strings
 from landscape.judges.options import JudgeOptions
@@ -119,6 +120,21 @@ class GridConfig(JudgeOptions, ModelOptions):
         "memory, streamed to the model's device tensor by tensor), auto (on the GPU what fits)",
         choices=OFFLOADS,
     )
+    tensor_parallel_size: int = option(
+        1,
+        "--backend vllm: ranks one engine shards the model over (GPUs; on vLLM's CPU backend, "
+        "groups of cores); above 1 the model is never loaded in this process",
+    )
+    driver_model: bool = option(
+        True,
+        "--backend vllm: never load the model in this process, even at tensor parallel size 1 "
+        "(the workers perturb their own weights; needs --no-coherence)",
+        flag="--no-driver-model",
+    )
+    plan: bool = option(False, "print the per-GPU memory plan of the run and stop")
+    gpu_memory: float | None = option(
+        None, "--plan: GB per GPU to plan for (default: the GPU here)", type=float
+    )
 
     @property
     def on_world(self) -> bool:
@@ -127,6 +143,7 @@ class GridConfig(JudgeOptions, ModelOptions):
 
     def validate(self) -> None:
         """Every check that needs no model: a bad flag fails before anything is written."""
+        check_parallel(self)  # before the backend's own check: it runs without vLLM
         self._check_dirs()
         self._check_grid()
         self._check_generation()
@@ -295,6 +312,10 @@ def run_config(cfg: GridConfig, judges) -> dict:
     config.pop("judge_batch_size")  # likewise
     config.pop("max_points")  # a guard on the command, not a setting of the run
     config.pop("verify")  # likewise
+    for k in ("driver_model", "plan", "gpu_memory"):  # where the model lives, not a setting
+        config.pop(k)
+    if cfg.tensor_parallel_size == 1:
+        config.pop("tensor_parallel_size")  # folders made before it existed resume
     if not cfg.coherence:  # off leaves no trace: folders made before it existed resume
         config.pop("coherence")
         config.pop("coherence_percentile")
