@@ -57,6 +57,33 @@ def check_options(backend: str, n: int, driver_model: bool) -> None:
         raise LandscapeError(f"--no-driver-model needs --backend vllm, not {backend}")
 
 
+def check_parallel(cfg) -> None:
+    """The checks of a grid config's tensor parallel options that need neither vLLM nor a
+    loaded model: the options, and, when --aligned is a local folder, its config's heads and
+    its checkpoint's names and shapes against any .safetensors direction file given."""
+    n = cfg.tensor_parallel_size
+    check_options(cfg.backend, n, cfg.driver_model)
+    if cfg.backend != "vllm" or (n == 1 and cfg.driver_model):
+        return
+    if cfg.coherence and not cfg.plan:
+        raise LandscapeError(
+            "--tensor-parallel-size above 1 and --no-driver-model need --no-coherence: the "
+            "coherence pass scores answers with the model in this process"
+        )
+    folder = Path(cfg.aligned).expanduser() if cfg.aligned else None
+    if folder is None or not (folder / "config.json").is_file():
+        return  # the default world's pair, checked once it is at hand
+    # A plan is for the machine it names (--gpu-memory), not for this one's devices.
+    check_tensor_parallel(read_config(folder), n, (n, "devices") if cfg.plan else None)
+    if cfg.plan:
+        return
+    shapes = checkpoint_shapes(folder)
+    for kind in ("harmful", "benign"):
+        path = getattr(cfg, kind, None)
+        if path and str(path).endswith(".safetensors") and Path(path).is_file():
+            check_direction_file(path, shapes)
+
+
 def devices_present() -> tuple[int, str]:
     """How many devices a TP engine can spread over here, and what they are."""
     import torch
