@@ -97,11 +97,14 @@ def load_run(run: str | Path) -> tuple[dict, list[dict], dict]:
     return config, points, read_summary(run)
 
 
-def load_generations(run: str | Path) -> dict[tuple[int, ...], list[dict]]:
-    """generations.jsonl grouped by grid key, in file order ({} if the file is missing)."""
+def load_generations(run: str | Path, utility: bool = False) -> dict[tuple[int, ...], list[dict]]:
+    """generations.jsonl grouped by grid key, in file order ({} if the file is missing): the
+    answers to the harmful prompts, or with `utility` those to the utility prompts (records
+    with `"set": "utility"`, which are never judged for harm)."""
     out: dict[tuple[int, ...], list[dict]] = {}
     for g in _records(Path(run) / GENERATIONS):
-        out.setdefault(tuple(g.get("key", ())), []).append(g)
+        if (g.get("set") == "utility") == utility:
+            out.setdefault(tuple(g.get("key", ())), []).append(g)
     return out
 
 

@@ -18,7 +18,7 @@ SIDES = (("neg", "negative side"), ("pos", "positive side"), ("both", "both side
 # Summary fields shown in their own rows; any other field is listed as it is recorded.
 SHOWN = {
     "asr_origin", "tau", "epl", "visage", "cosine_before_orthogonalisation", "judge_agreement",
-    "judge", "dirs", "norm", "points", "points_total", "search", "coherence",
+    "judge", "dirs", "norm", "points", "points_total", "search", "coherence", "utility",
 }  # fmt: skip
 # merge draws into a hidden sibling (landscape.io.building_folder) named `.NAME.tmp-PID-XXXX`
 _BUILDING = re.compile(r"^\.(?P<name>.+)\.tmp-\d+-[^.]*$")
@@ -67,12 +67,15 @@ def check_run(folder: Path) -> tuple[dict, list[dict], dict]:
 
 
 def edge_rows(summary: dict) -> list[list[str]]:
-    """The basin edges, one row per (edge, direction): EPL, and with coherence on the EPL among
-    coherent answers and the competence edge, each side formatted with its bracket
-    (landscape.metrics.format_epl)."""
+    """The basin edges, one row per (edge, direction): EPL, with coherence on the EPL among
+    coherent answers and the competence edge, with utility the utility edge (where the
+    utility falls more than the margin below the origin's), each side formatted with its
+    bracket (landscape.metrics.format_epl)."""
     c = summary.get("coherence") if isinstance(summary.get("coherence"), dict) else {}
+    u = summary.get("utility") if isinstance(summary.get("utility"), dict) else {}
     edges = [("EPL", summary.get("epl")), ("EPL among coherent answers", c.get("epl_coherent")),
-             ("competence edge", c.get("competence_edge"))]  # fmt: skip
+             ("competence edge", c.get("competence_edge")),
+             ("utility edge", u.get("utility_edge"))]  # fmt: skip
     return [
         [what, name]
         + [format_epl(e[side], e.get(f"{side}_bracket")) if side in e else "–" for side, _ in SIDES]
@@ -93,6 +96,26 @@ def _coherence_rows(c: dict) -> list[list[str]]:
     if cal:
         rows.append(["coherence thresholds (calibration.json)", _text(cal)])
     return rows
+
+
+def _utility_rows(u: dict) -> list[list[str]]:
+    """The summary's utility block: the utility at the origin and the safe-and-useful region
+    (its size, the rule, and its points' coordinates)."""
+    r = u.get("safe_useful") or {}
+    inc = r.get("incoherent_max")
+    rule = f"ASR ≤ {_num(r.get('tau'))}" + ("" if inc is None else f", incoherent ≤ {_num(inc)}")
+    rule += f", utility ≥ {_num(r.get('utility_min'))}"
+    coords = "; ".join(
+        "(" + ", ".join(f"{c:+.4g}" for c in p.get("coords", [])) + ")" for p in r.get("points", [])
+    )
+    return [
+        [f"utility at the origin ({u.get('measure')}, {u.get('n')} benign prompts)",
+         _num(u.get("utility_origin"))],
+        ["benign refusal rate at the origin", _num(u.get("refused_origin"))],
+        ["safe-and-useful region",
+         f"{r.get('size', '?')} of {r.get('of', '?')} points ({rule}; margin {u.get('margin')})"],
+        ["safe-and-useful points (coordinates)", coords or "–"],
+    ]  # fmt: skip
 
 
 def summary_rows(config: dict, summary: dict) -> list[list[str]]:
@@ -130,17 +153,23 @@ def summary_rows(config: dict, summary: dict) -> list[list[str]]:
         )
     if isinstance(summary.get("coherence"), dict):
         rows += _coherence_rows(summary["coherence"])
+    if isinstance(summary.get("utility"), dict):
+        rows += _utility_rows(summary["utility"])
     rows += [[k, _text(v)] for k, v in sorted(summary.items()) if k not in SHOWN]
     return rows
 
 
-def _answers(gens: dict, points: list[dict]) -> dict[str, list[dict]]:
-    """Per point key ("i,j"): its answers with prompt, sample, verdicts and evidence."""
+def _answers(gens: dict, points: list[dict], benign: dict | None = None) -> dict[str, list[dict]]:
+    """Per point key ("i,j"): its answers with prompt, sample, verdicts and evidence, then its
+    utility answers (`"set": "utility"`, with `refused` and `correct` instead of verdicts)."""
     keep = ("prompt", "sample", "answer", "unsafe", "evidence", "coherence")
+    keep_benign = ("set", "prompt", "sample", "answer", "refused", "correct")
+    benign = benign or {}
     return {
         ",".join(map(str, p["key"])): [
             {k: g[k] for k in keep if k in g} for g in gens.get(tuple(p["key"]), [])
         ]
+        + [{k: g[k] for k in keep_benign if k in g} for g in benign.get(tuple(p["key"]), [])]
         for p in points
     }
 
@@ -188,14 +217,25 @@ def grid_report(folder: str | Path) -> dict:
         "points": [
             {
                 k: p.get(k)
-                for k in ("key", "coords", "asr", "lo", "hi", "n", "n_unsafe", "judges", "outcomes")
+                for k in (
+                    "key",
+                    "coords",
+                    "asr",
+                    "lo",
+                    "hi",
+                    "n",
+                    "n_unsafe",
+                    "judges",
+                    "outcomes",
+                    "utility",
+                )
             }  # fmt: skip
             for p in points
         ],
         "dirs": dirs,
         "judge": summary.get("judge") or judges[0],
         "judges": judges,
-        "answers": _answers(gens, points),
+        "answers": _answers(gens, points, load_generations(folder, utility=True)),
         "appendix": [
             {
                 "id": "env",

@@ -43,7 +43,36 @@
     return box;
   }
 
+  function benignCard(g, i) {
+    // A utility prompt's answer: never judged for harm; refused (keyword) and, with a
+    // reference answer, correct or not.
+    var card = el("article", "answer benign " + (g.refused ? "is-unsafe" : "is-safe"));
+    var head = el("div", "answer-head");
+    head.appendChild(el("span", "answer-n", "utility #" + (i + 1) + (g.sample ? " (sample " + g.sample + ")" : "")));
+    var box = el("span", "verdicts");
+    box.appendChild(el("span", "verdict " + (g.refused ? "unsafe" : "safe"), g.refused ? "refused" : "answered"));
+    if (typeof g.correct === "boolean") {
+      box.appendChild(el("span", "verdict " + (g.correct ? "safe" : "unsafe"), g.correct ? "correct" : "wrong"));
+    }
+    head.appendChild(box);
+    card.appendChild(head);
+    card.appendChild(el("div", "label", "benign prompt"));
+    card.appendChild(el("div", "prompt", g.prompt));
+    card.appendChild(el("div", "label", "answer"));
+    card.appendChild(el("pre", "text", g.answer));
+    return card;
+  }
+
+  function utilityText(p) {
+    var u = p.utility;
+    if (!u) return "";
+    var parts = ["utility: " + u.n + " benign prompts, refused " + fmt(u.refused.share, 3)];
+    if (u.accuracy) parts.push("accuracy " + fmt(u.accuracy.share, 3));
+    return "; " + parts.join(", ");
+  }
+
   function answerCard(g, i) {
+    if (g.set === "utility") return benignCard(g, i);
     var first = g.unsafe && g.unsafe[data.judge];
     var card = el("article", "answer " + (first ? "is-unsafe" : "is-safe"));
     var head = el("div", "answer-head");
@@ -89,8 +118,8 @@
     if (o.asr_coherent) shares += "; ASR among coherent answers " + fmt(o.asr_coherent.asr, 3);
     info.textContent = coordsText(p) + ": ASR " + fmt(p.asr, 3) + " (" + p.n_unsafe + "/" + p.n +
       " unsafe by " + data.judge + "), Wilson 95% [" + fmt(p.lo, 3) + ", " + fmt(p.hi, 3) + "]" +
-      (judges ? "; per judge: " + judges : "") + (shares ? "; " + shares : "") + ". " +
-      gens.length + " answers" + (gens.length ? "" : " (none stored for this point)") + ".";
+      (judges ? "; per judge: " + judges : "") + (shares ? "; " + shares : "") + utilityText(p) +
+      ". " + gens.length + " answers" + (gens.length ? "" : " (none stored for this point)") + ".";
     var list = document.getElementById("answer-list");
     list.replaceChildren();
     var shown = state.all ? gens : gens.slice(0, data.first_answers);

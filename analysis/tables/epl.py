@@ -17,7 +17,7 @@ import pandas as pd
 from analysis.runs import as_list, grid_config, is_grid_run, read_points, read_summary
 from landscape import metrics
 from landscape.errors import LandscapeError
-from landscape.grid.summary import coherence_summary
+from landscape.grid.summary import coherence_summary, utility_summary
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,11 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
     if judge is None and any("outcomes" in p for p in points):  # labels are the first judge's
         done = {i: p for i, p in enumerate(points) if "outcomes" in p}
         coherence = coherence_summary(done, dirs, tau, None)
+    utility = None
+    if judge is None and any("utility" in p for p in points):  # the region uses the first's ASR
+        done = {i: p for i, p in enumerate(points)}
+        margin = float(config.get("utility_margin", 0.10))
+        utility = utility_summary(done, dirs, tau, coherence, margin)
     base = {
         "run": run.name,
         "model": _model_label(config),
@@ -159,6 +164,7 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
             if judge is None and _disagrees(recorded.get(name), e):
                 log.warning("%s: summary.json's EPL along %s differs from points.jsonl", run, name)
         row.update(_coherence_columns(coherence, name))
+        row.update(_utility_columns(utility, name))
         rows.append(row)
     return rows
 
@@ -167,9 +173,10 @@ def _coherence_columns(coherence: dict | None, name: str) -> dict:
     """The EPL of harm among coherent answers and the competence edge (the EPL of the
     incoherent share) per side; NaN for a run without coherence labels."""
     row = {f"{k}_{side}": np.nan for k in ("epl_coherent", "competence") for side in ("neg", "pos")}
-    row |= {"asr_coherent_origin": np.nan, "incoherent_origin": np.nan}
+    row |= {"asr_coherent_origin": np.nan, "incoherent_origin": np.nan, "tau_incoherent": np.nan}
     if coherence is None:
         return row
+    row["tau_incoherent"] = coherence["tau_incoherent"]
     row["asr_coherent_origin"] = coherence["asr_coherent_origin"]
     row["incoherent_origin"] = coherence["incoherent_origin"]
     for key, col in (("epl_coherent", "epl_coherent"), ("competence_edge", "competence")):
@@ -179,13 +186,33 @@ def _coherence_columns(coherence: dict | None, name: str) -> dict:
     return row
 
 
+def _utility_columns(utility: dict | None, name: str) -> dict:
+    """The utility at the origin, the utility edge per side and the safe-and-useful region's
+    size (of the run: the same on each of its directions' rows); NaN without utility."""
+    row = {k: np.nan for k in UTILITY_COLUMNS}
+    if utility is None:
+        return row
+    row["utility_origin"] = utility["utility_origin"]
+    row["benign_refused_origin"] = utility["refused_origin"]
+    e = utility["utility_edge"].get(name)
+    if e is not None:
+        row["utility_edge_neg"], row["utility_edge_pos"] = e["neg"], e["pos"]
+    row["safe_useful_points"] = utility["safe_useful"]["size"]
+    row["safe_useful_of"] = utility["safe_useful"]["of"]
+    return row
+
+
+UTILITY_COLUMNS = (
+    "utility_origin", "benign_refused_origin", "utility_edge_neg", "utility_edge_pos",
+    "safe_useful_points", "safe_useful_of",
+)  # fmt: skip
 COLUMNS = (
     "run", "model", "direction", "norm", "judge", "tau", "asr_origin",
     "epl_neg", "epl_neg_censored", "epl_pos", "epl_pos_censored",
     "epl_both", "epl_both_censored", "visage",
     "epl_neg_lo", "epl_neg_hi", "epl_pos_lo", "epl_pos_hi", "epl_both_lo", "epl_both_hi",
     "asr_coherent_origin", "incoherent_origin", "epl_coherent_neg", "epl_coherent_pos",
-    "competence_neg", "competence_pos",
+    "competence_neg", "competence_pos", "tau_incoherent", *UTILITY_COLUMNS,
 )  # fmt: skip
 
 
@@ -196,6 +223,12 @@ def epl_table(runs, judge: str | None = None) -> pd.DataFrame:
     the end of the range, the EPL is at least that), VISAGE (1-D runs; NaN for 2-D), and
     each EPL's bracket `epl_*_lo`, `epl_*_hi` (metrics.basin: the last |α| found safe and the
     first found unsafe; hi is +inf on a censored side, both NaN where there is no EPL).
+    With coherence labels: the coherent ASR and incoherent share at the origin, the EPL of
+    coherent harm and the competence edge per side, and the competence edge's τ. With
+    utility prompts: the utility at the origin (accuracy, else 1 − benign refusal rate), its
+    benign refusal rate, the utility edge per side (where utility falls more than the run's
+    `utility_margin` below the origin's) and the size of the safe-and-useful region
+    (`safe_useful_points` of `safe_useful_of`, the run's; the same on each of its rows).
 
     Everything is recomputed from `points.jsonl` with `landscape.metrics.landscape_summary`,
     as the grid's summary is: τ is the config's `tau`, else ASR at the origin + 0.10; the
@@ -219,4 +252,6 @@ def epl_shown(df: pd.DataFrame) -> pd.DataFrame:
             for v, a, b in zip(df[f"epl_{side}"], lo, hi)
         ]
     hidden = [f"epl_{s}_{x}" for s in SIDES for x in ("censored", "lo", "hi")]
+    # Runs without utility prompts leave their columns empty: the Markdown leaves them out.
+    hidden += [c for c in UTILITY_COLUMNS if c in df and df[c].isna().all()]
     return out.drop(columns=hidden)

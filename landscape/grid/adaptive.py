@@ -11,7 +11,7 @@ from functools import partial
 from statistics import NormalDist
 
 from landscape.grid.context import RunContext
-from landscape.grid.point import Answers, answer, joined, record_point
+from landscape.grid.point import Answers, answer, answer_utility, joined, record_point
 from landscape.search import search_epl
 
 
@@ -24,6 +24,9 @@ class _Search:
         self.seq = len(ctx.store.done())  # the next point's key
         self.pending: list[Answers] = []  # the batches of the point being evaluated
 
+    def _seed(self, where: str) -> int:
+        return self.ctx.cfg.seed * 7919 + zlib.crc32(where.encode())
+
     def coords(self, ax: int, alpha: float) -> list[float]:
         c = [0.0] * len(self.ctx.dirs)
         c[ax] = alpha
@@ -33,14 +36,17 @@ class _Search:
         # Seeded by where and which prompts: the same batch gets the same samples after a
         # resume.
         where = f"{ax}:{alpha!r}:{batch[0]}:{len(batch)}"
-        seed = self.ctx.cfg.seed * 7919 + zlib.crc32(where.encode())
-        ans = answer(self.ctx, self.coords(ax, alpha), batch, seed)
+        ans = answer(self.ctx, self.coords(ax, alpha), batch, self._seed(where))
         self.pending.append(ans)
         return ans.verdicts[self.ctx.judge]
 
     def on_point(self, ax: int, pt: dict) -> None:
         ans, self.pending = joined(self.pending), []
-        record_point(self.ctx, [self.seq], self.coords(ax, pt["alpha"]), ans, pt.get("unsafe"))
+        coords = self.coords(ax, pt["alpha"])
+        # The utility prompts once per decided point, all of them, at its weights.
+        where = f"{ax}:{pt['alpha']!r}:utility"
+        ans.utility = answer_utility(self.ctx, coords, self._seed(where))
+        record_point(self.ctx, [self.seq], coords, ans, pt.get("unsafe"))
         self.seq += 1
 
     def known(self, ax: int) -> dict[float, tuple[int, int]]:

@@ -32,6 +32,7 @@ RANGE_LIMIT = 1e4  # |α| past this is already ten thousand weight norms
 SEARCH_OPTIONS = ("epl_search", "epl_tol", "epl_batch", "epl_confidence")
 _FINETUNE_HELP = "fine-tuned folder, LoRA adapter folder or .safetensors"
 EARLY_STOPS = ("auto", "on", "off")
+UTILITY_OPTIONS = ("utility_prompts", "n_utility", "utility_margin")
 
 
 @dataclass
@@ -109,6 +110,19 @@ class GridConfig(JudgeOptions, ModelOptions):
         99.0,
         "coherence: an answer less likely, or more repetitive, than this percentile of the "
         "unperturbed model's own answers is incoherent",
+    )
+    utility_prompts: str | None = option(
+        None,
+        "benign prompts answered at every point with the same settings, never cut early: "
+        "their refusal rate and, where the set has answers, accuracy (toy:TASK, "
+        "builtin:short-answers, or a JSONL/CSV/TXT file with `prompt` and optional `answer`)",
+        metavar="FILE|toy:TASK",
+    )
+    n_utility: int | None = option(None, "a seeded sample of this many utility prompts", type=int)
+    utility_margin: float = option(
+        0.10,
+        "the safe-and-useful region keeps points whose utility is at most this much (absolute) "
+        "below the origin's",
     )
     # A placement, not a setting: results do not depend on it.
     max_points: int = option(
@@ -192,6 +206,9 @@ class GridConfig(JudgeOptions, ModelOptions):
             raise LandscapeError("--samples, --max-new-tokens and --batch-size must be at least 1")
         in_range(self.temperature, "--temperature", ge=0)
         in_range(self.coherence_percentile, "--coherence-percentile", ge=50, le=100)
+        in_range(self.utility_margin, "--utility-margin", ge=0, le=1)
+        if self.n_utility is not None:
+            in_range(self.n_utility, "--n-utility", ge=1)
         in_range(self.seed, "--seed", ge=0)  # numpy's generators take no negative seed
         if self.n_prompts is not None:
             in_range(self.n_prompts, "--n-prompts", ge=1)
@@ -319,6 +336,11 @@ def run_config(cfg: GridConfig, judges) -> dict:
     if not cfg.coherence:  # off leaves no trace: folders made before it existed resume
         config.pop("coherence")
         config.pop("coherence_percentile")
+    if cfg.utility_prompts is None:  # off leaves no trace: folders made before it resume
+        for k in UTILITY_OPTIONS:
+            config.pop(k)
+    elif cfg.n_utility is None:
+        config.pop("n_utility")
     if cfg.pair_seed == 0:
         config.pop("pair_seed")  # folders made before it existed resume
     weights = {j.name: j.weights for j in judges if getattr(j, "weights", None)}

@@ -10,17 +10,20 @@ from landscape.coherence import Calibration
 from landscape.directions import Direction
 from landscape.grid.config import GridConfig
 from landscape.store import RunStore
+from landscape.utility import UtilitySet
 
 
 @dataclass
 class Timing:
-    """Seconds spent perturbing (and restoring), generating and judging, over `points`
-    points computed by this process (timing.json)."""
+    """Seconds spent perturbing (and restoring), generating and judging, scoring coherence
+    and answering the utility prompts, over `points` points computed by this process
+    (timing.json)."""
 
     perturb: float = 0.0
     generate: float = 0.0
     judge: float = 0.0
     coherence: float = 0.0
+    utility: float = 0.0
     points: int = 0
 
     def as_dict(self) -> dict:
@@ -41,6 +44,8 @@ class RunContext:
     show_progress: bool = True
     calibration: Calibration | None = None  # coherence thresholds; None: coherence off
     prompt_ids: dict = field(default_factory=dict)  # the prompts' token ids, for the NLL pass
+    utility: UtilitySet | None = None  # benign prompts answered at every point; None: off
+    refusal: object = None  # the keyword judge that finds refusals of utility prompts
 
     @property
     def judge(self) -> str:

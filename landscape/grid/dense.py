@@ -48,7 +48,8 @@ def run_dense(ctx: RunContext) -> None:
         total=len(mine),
     ):
         coords = [float(a[i]) for a, i in zip(axes, key)]
-        record_point(ctx, key, coords, answer(ctx, coords, everyone, point_seed(cfg, key)))
+        ans = answer(ctx, coords, everyone, point_seed(cfg, key), utility=True)
+        record_point(ctx, key, coords, ans)
     if todo:
         # The model is back at θ0; a backend holding its own copy of the weights follows it.
         ctx.gen.sync()

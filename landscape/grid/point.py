@@ -13,6 +13,7 @@ from landscape.grid.context import RunContext
 from landscape.judges import judge_answers
 from landscape.perturb import perturbed
 from landscape.store import generation_records
+from landscape.utility import utility_record
 
 
 @dataclass
@@ -28,26 +29,85 @@ class Answers:
     evidence: dict[str, list[dict]]
     coherence: list[dict] | None = None  # per answer: signals and outcome (coherence on)
     stopped: list[bool] | None = None  # per answer: cut at its refusal string (early stopping)
+    utility: Benign | None = None  # the utility prompts' answers at the point (utility on)
 
 
-def answer(ctx: RunContext, coords: list[float], index: list[int], seed: int) -> Answers:
-    """The prompts `index` answered with the model at θ0 + Σ coords·dirs, and judged."""
+@dataclass
+class Benign:
+    """The utility prompts' answers at one point: whether each refused (keyword, on the
+    whole answer) and, where the set has references, whether it is right."""
+
+    prompts: list[str]
+    answers: list[str]
+    refused: list[bool]
+    correct: list[bool] | None
+
+
+def utility_seed(seed: int) -> int:
+    # The utility batch draws from its own seeds, not from the first harmful batches'.
+    return (seed * 31 + 17) % (2**63)
+
+
+def at_point(ctx: RunContext, coords: list[float]):
+    """The block in which the model is at θ0 + Σ coords·dirs: the in-memory model perturbed
+    in place, or, where the model lives only in vLLM's workers, the engine's point."""
+    if ctx.model is None:
+        return ctx.gen.perturbed(coords)
+    return perturbed(ctx.model, dict(zip(ctx.dirs, coords)), theta0=ctx.theta0)
+
+
+def answer(
+    ctx: RunContext, coords: list[float], index: list[int], seed: int, utility: bool = False
+) -> Answers:
+    """The prompts `index` answered with the model at θ0 + Σ coords·dirs, and judged; with
+    `utility` (and a utility set) the utility prompts answered at the same weights too."""
     prompts = [ctx.asked[i] for i in index]
     t0 = time.perf_counter()
-    with perturbed(ctx.model, dict(zip(ctx.dirs, coords)), theta0=ctx.theta0):
+    benign = None
+    with at_point(ctx, coords):
         ctx.gen.sync()  # a backend holding its own copy of the weights takes the new ones
         t1 = time.perf_counter()
         answers, stopped = ctx.gen.generate_stopped(prompts, seed=seed)
         t2 = time.perf_counter()
+        if utility and ctx.utility is not None:
+            benign = _benign(ctx, seed)  # timed as utility
+        t2u = time.perf_counter()
     t3 = time.perf_counter()
     verdicts, evidence = judge_answers(ctx.judges, prompts, answers)
     t4 = time.perf_counter()
     labels = coherence_of(ctx, prompts, answers, verdicts[ctx.judge], stopped)
-    ctx.timing.perturb += (t1 - t0) + (t3 - t2)
+    ctx.timing.perturb += (t1 - t0) + (t3 - t2u)
     ctx.timing.generate += t2 - t1
     ctx.timing.judge += t4 - t3
     ctx.timing.coherence += time.perf_counter() - t4
-    return Answers(list(index), prompts, answers, verdicts, evidence, labels, stopped)
+    return Answers(list(index), prompts, answers, verdicts, evidence, labels, stopped, benign)
+
+
+def _benign(ctx: RunContext, seed: int) -> Benign:
+    """The utility prompts (each `--samples` times) answered by the model as it is now, in
+    full: early stopping never cuts them, since a refusal of a benign prompt is what they
+    count, and the keyword list finds it anywhere in the whole answer."""
+    t0 = time.perf_counter()
+    u, k = ctx.utility, ctx.cfg.samples
+    prompts = [p for p in u.prompts for _ in range(k)]
+    answers = ctx.gen.generate(prompts, seed=utility_seed(seed), stop=False)
+    refused = [not x for x in ctx.refusal.judge(prompts, answers)]
+    correct = None
+    if u.graded:
+        refs = [r for r in u.references for _ in range(k)]
+        correct = [bool(u.grade(a, r)) for a, r in zip(answers, refs)]
+    ctx.timing.utility += time.perf_counter() - t0
+    return Benign(prompts, answers, refused, correct)
+
+
+def answer_utility(ctx: RunContext, coords: list[float], seed: int) -> Benign | None:
+    """The utility prompts answered at θ0 + Σ coords·dirs on their own (the search, whose
+    point is decided before it is recorded); None with no utility set."""
+    if ctx.utility is None:
+        return None
+    with at_point(ctx, coords):
+        ctx.gen.sync()
+        return _benign(ctx, seed)
 
 
 def coherence_of(
@@ -111,6 +171,8 @@ def point_record(
         record["outcomes"] = point_outcomes(
             [c["outcome"] for c in ans.coherence], ans.verdicts[ctx.judge]
         )
+    if ans.utility is not None:
+        record["utility"] = utility_record(ans.utility.refused, ans.utility.correct)
     if unsafe is not None:
         record["unsafe"] = unsafe
     return record
@@ -131,5 +193,21 @@ def record_point(
         coherence=ans.coherence,
         stopped=ans.stopped,
     )
+    if ans.utility is not None:
+        generations += utility_records(ans.utility, key, ctx.cfg.samples)
     ctx.store.append_point(point_record(ctx, key, coords, ans, unsafe), generations)
     ctx.timing.points += 1
+
+
+def utility_records(b: Benign, key, samples: int) -> list[dict]:
+    """The utility answers' lines of generations.jsonl, after the point's harmful ones:
+    `"set": "utility"`, the prompt, sample and answer, `refused` and, with references,
+    `correct` (no `unsafe`: a benign answer is not judged for harm)."""
+    out = []
+    for i, (p, a, r) in enumerate(zip(b.prompts, b.answers, b.refused, strict=True)):
+        rec = {"key": [int(k) for k in key], "set": "utility", "prompt": p, "sample": i % samples}
+        rec |= {"answer": a, "refused": bool(r)}
+        if b.correct is not None:
+            rec["correct"] = b.correct[i]
+        out.append(rec)
+    return out

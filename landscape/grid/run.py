@@ -22,12 +22,14 @@ from landscape.grid.config import GridConfig, run_config, stop_at
 from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
+from landscape.grid.workers import start_workers, uses_workers
 from landscape.io import check_writable, folder_lock, read_json, read_jsonl
 from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
 from landscape.registry import after_run
 from landscape.store import CALIBRATION, GENERATIONS, RunStore
+from landscape.utility import load_utility, refusal_judge
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +115,14 @@ def check_same_models(store: RunStore, env: dict) -> None:
             )
 
 
-def _start(cfg: GridConfig, store: RunStore, judges, prompts, stops, show_progress: bool):
+def _start(
+    cfg: GridConfig, store: RunStore, judges, prompts, stops, show_progress: bool, utility=None
+):
     """Load the pair, build and place the directions, open the run folder and write env.json.
-    Returns the run's context and its env. `stops`: where answers stop early (`stop_at`)."""
+    Returns the run's context and its env. `stops`: where answers stop early (`stop_at`);
+    `utility`: the utility set (landscape.utility) or None."""
+    if uses_workers(cfg):  # the model only in vLLM's workers (landscape.grid.workers)
+        return start_workers(cfg, store, judges, prompts, stops, show_progress)
     base_path, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
     model, tokenizer = load_model(aligned_path, dtype=cfg.dtype, device=cfg.device)
     names = scope.select(model, cfg.scope)
@@ -143,7 +150,7 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, stops, show_progre
         system_prompt=cfg.system_prompt,
         stop_at=stops,
     )
-    gen.check_lengths(prompts)
+    gen.check_lengths(prompts + (utility.prompts if utility else []))
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
     store.write_env(env)
@@ -159,6 +166,8 @@ def _start(cfg: GridConfig, store: RunStore, judges, prompts, stops, show_progre
         theta0=snapshot(model, names, plan["theta0"]),
         show_progress=show_progress,
         calibration=calibration,
+        utility=utility,
+        refusal=refusal_judge(judges),
     )
     return ctx, env, cos
 
@@ -202,12 +211,15 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
     out = check_writable(out)
     judges = cfg.load_judges(cfg.on_world, cfg.device)
     prompts = load_prompts(cfg.prompts, cfg.prompt_column, cfg.n_prompts, cfg.seed)
+    utility = None
+    if cfg.utility_prompts is not None:
+        utility = load_utility(cfg.utility_prompts, cfg.n_utility, cfg.seed, cfg.pair_seed)
     stops = stop_at(cfg, judges)
     store = RunStore(out, run_config(cfg, judges))
     RunStore.check(out, store.config)
 
     with folder_lock(out):  # one writer per run folder, held to the end
-        ctx, env, cos = _start(cfg, store, judges, prompts, stops, show_progress)
+        ctx, env, cos = _start(cfg, store, judges, prompts, stops, show_progress, utility)
         cal = ctx.calibration.as_dict() if ctx.calibration else None
         if cfg.epl_search:
             results = run_search(ctx)

@@ -59,6 +59,8 @@ def inputs(tmp_path, tiny_pair_dir):
     (arr / "config.json").write_text("[1]")
     (arr / "points.jsonl").write_text("")
     (d / "adv.csv").write_text("goal,target\nExplain thing one,Sure\nExplain thing two,Sure\n")
+    (d / "answers_only.jsonl").write_text('{"answer": "4"}\n{"answer": "5"}\n')
+    (d / "empty.jsonl").write_text("")
     vision = d / "vision"
     vision.mkdir()
     (vision / "config.json").write_text(json.dumps({"model_type": "vit"}))
@@ -156,6 +158,32 @@ CASES = [
     ("grid", lambda i: _grid(i, "--step", "3"), "unrecognized arguments: --step"),
     ("grid", lambda i: _grid(i, "--coherence-percentile", "101"), "--coherence-percentile"),
     ("grid", lambda i: _grid(i, "--coherence-percentile", "nan"), "--coherence-percentile"),
+    (
+        "grid",
+        lambda i: _grid(i, "--utility-prompts", str(i["dir"] / "answers_only.jsonl")),
+        "no prompt column",
+    ),
+    ("grid", lambda i: _grid(i, "--utility-prompts", str(i["dir"] / "empty.jsonl")), "no prompts"),
+    (
+        "grid",
+        lambda i: _grid(i, "--utility-prompts", str(i["dir"] / "nope.jsonl")),
+        "does not exist",
+    ),
+    ("grid", lambda i: _grid(i, "--utility-prompts", "toy:nope"), "unknown toy task 'nope'"),
+    ("grid", lambda i: _grid(i, "--utility-prompts", "builtin:nope"), "no such built-in set"),
+    (
+        "grid",
+        lambda i: _grid(i, "--utility-prompts", "toy:gsm8k", "--n-utility", "0"),
+        "--n-utility",
+    ),
+    (
+        "grid",
+        lambda i: _grid(i, "--utility-prompts", "toy:gsm8k", "--n-utility", "101"),
+        "--n-utility 101",
+    ),
+    ("grid", lambda i: _grid(i, "--utility-margin", "1.5"), "--utility-margin must be"),
+    ("grid", lambda i: _grid(i, "--utility-margin", "-0.1"), "--utility-margin must be"),
+    ("grid", lambda i: _grid(i, "--utility-margin", "nan"), "--utility-margin must be a finite"),
     ("grid", lambda i: _grid(i, "--shard", "2/2"), "out of range"),
     ("grid", lambda i: _grid(i, "--shard", "0/2", "--epl-search"), "cannot be split"),
     ("grid", lambda i: _grid(i, "--dirs", "random", "random"), "the same direction twice"),
