@@ -22,6 +22,7 @@ import os
 import struct
 from pathlib import Path
 
+from landscape.directions.stream import checkpoint_shapes, safetensors_header
 from landscape.errors import LandscapeError
 
 BUDGET_FRACTION = 0.9  # vLLM's default gpu_memory_utilization
@@ -125,20 +126,6 @@ def read_config(folder: str | Path) -> dict:
     return cfg.get("text_config", cfg) if isinstance(cfg, dict) else cfg
 
 
-def checkpoint_shapes(folder: str | Path) -> dict[str, tuple[int, ...]]:
-    """name -> shape of every tensor in a model folder's safetensors files (headers only)."""
-    files = sorted(Path(folder).glob("*.safetensors"))
-    if not files:
-        raise LandscapeError(
-            f"{folder} holds no .safetensors files: the vLLM workers load the model from them"
-        )
-    out: dict[str, tuple[int, ...]] = {}
-    for f in files:
-        for name, h in safetensors_header(f).items():
-            out.setdefault(name, tuple(h["shape"]))
-    return out
-
-
 def check_direction_file(path: str | Path, shapes: dict[str, tuple[int, ...]]) -> list[str]:
     """The names of a direction file, checked against the checkpoint's names and shapes."""
     try:
@@ -154,25 +141,6 @@ def check_direction_file(path: str | Path, shapes: dict[str, tuple[int, ...]]) -
                 f"{shapes[name]}"
             )
     return list(header)
-
-
-def safetensors_header(path: str | Path) -> dict:
-    """name -> {dtype, shape, data_offsets} of one safetensors file, read from its header
-    alone (the metadata entry left out)."""
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    header.pop("__metadata__", None)
-    return header
-
-
-def checkpoint_index(folder: str | Path) -> dict[str, Path]:
-    """Every tensor name of a model folder's safetensors files -> the file that holds it."""
-    where: dict[str, Path] = {}
-    for f in sorted(Path(folder).glob("*.safetensors")):
-        for name in safetensors_header(f):
-            where.setdefault(name, f)
-    return where
 
 
 # --- the memory plan ---------------------------------------------------------------------

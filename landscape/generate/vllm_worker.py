@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from landscape.generate.tp import checkpoint_index
+from landscape.directions.stream import checkpoint_index
 
 log = logging.getLogger(__name__)
 

@@ -70,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["merge"]:
         return merge_main(argv[1:])
     cfg, out = parse_args(argv)
+    if cfg.plan:  # the memory plan only (landscape.grid.workers)
+        from landscape.grid.workers import plan_text
+
+        text = run_cli(lambda: plan_text(cfg))
+        if text is None:
+            return 2
+        print(text)
+        return 0
     return _report(run_cli(lambda: run_grid(cfg, out)), out)
 
 
