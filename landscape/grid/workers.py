@@ -28,6 +28,7 @@ from landscape.directions.sources import finetune_source
 from landscape.errors import LandscapeError
 from landscape.generate.tp import (
     check_direction_file,
+    check_parallel,
     check_tensor_parallel,
     format_plan,
     memory_plan,
@@ -78,6 +79,7 @@ def plan_of(cfg: GridConfig) -> tuple[dict, str]:
     folder = _folder(aligned, "aligned")
     config = read_config(folder)
     n = cfg.tensor_parallel_size
+    check_tensor_parallel(config, n, (n, "devices"))  # the heads; the devices are the run's
     plan = memory_plan(
         config,
         n,
@@ -96,8 +98,13 @@ def plan_of(cfg: GridConfig) -> tuple[dict, str]:
 
 
 def plan_text(cfg: GridConfig) -> str:
-    """What `--plan` prints (checked as a run would be first)."""
-    cfg.validate()
+    """What `--plan` prints; it needs neither vLLM nor the model's weights, only its config."""
+    from landscape import scope
+
+    check_parallel(cfg)
+    scope.check(cfg.scope)
+    for name in cfg.dirs:
+        D.parse_kind(name)
     return plan_of(cfg)[1]
 
 

@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import make_tiny_model, pair_args
+from safetensors.torch import save_file
 
 from analysis.figures import main as figures_main
 from analysis.report import main as report_main
@@ -67,6 +69,10 @@ def inputs(tmp_path, tiny_pair_dir):
     other = d / "otherpair"
     other.mkdir()
     (other / "recipe.json").write_text(json.dumps({"version": "v0"}))
+    # Direction files that do not fit the pair: an unknown tensor name, a wrong shape.
+    save_file({"model.layers.0.nope.weight": torch.zeros(2, 2)}, str(d / "alien.safetensors"))
+    name = "model.layers.0.self_attn.q_proj.weight"
+    save_file({name: torch.zeros(3, 3)}, str(d / "misshapen.safetensors"))
     return {"dir": d, "pair": pair_args(tiny_pair_dir), "model": str(tiny_pair_dir["base"])}
 
 
@@ -74,6 +80,10 @@ def _grid(inp, *extra, out="OUT"):
     return ["--dirs", "random", "--steps", "2", *inp["pair"], "--prompts",
             str(inp["dir"] / "prompts.csv"), "--device", "cpu", "--max-new-tokens", "2",
             "--out", out, *extra]  # fmt: skip
+
+
+# The vLLM backend with the model only in its workers (refused before vLLM is needed).
+_TP = ("--backend", "vllm", "--no-driver-model", "--no-coherence")
 
 
 def _align(inp, *extra, out="OUT"):
@@ -185,6 +195,29 @@ CASES = [
     ("grid", lambda i: _grid(i, "--utility-margin", "-0.1"), "--utility-margin must be"),
     ("grid", lambda i: _grid(i, "--utility-margin", "nan"), "--utility-margin must be a finite"),
     ("grid", lambda i: _grid(i, "--shard", "2/2"), "out of range"),
+    # Tensor parallelism, refused without vLLM installed (the tiny pair: 4 heads, 2 KV heads).
+    ("grid", lambda i: _grid(i, "--tensor-parallel-size", "2"), "needs --backend vllm"),
+    ("grid", lambda i: _grid(i, "--no-driver-model"), "--no-driver-model needs --backend vllm"),
+    ("grid", lambda i: _grid(i, *_TP, "--tensor-parallel-size", "0"), "must be at least 1"),
+    ("grid", lambda i: _grid(i, *_TP, "--tensor-parallel-size", "3"), "4 attention heads"),
+    ("grid", lambda i: _grid(i, *_TP, "--tensor-parallel-size", "4"), "and 2 KV heads"),
+    ("grid", lambda i: _grid(i, "--backend", "vllm", "--no-driver-model"), "--no-coherence"),
+    ("grid", lambda i: _grid(i, *_TP, "--plan", "--tensor-parallel-size", "3"), "does not divide"),
+    ("grid", lambda i: _grid(i, *_TP, "--plan", "--gpu-memory", "1e-6"), "plan does not fit"),
+    (
+        "grid",
+        lambda i: _grid(
+            i, *_TP, "--dirs", "harm", "--harmful", str(i["dir"] / "alien.safetensors")
+        ),
+        "'model.layers.0.nope.weight' is not in the model",
+    ),
+    (
+        "grid",
+        lambda i: _grid(
+            i, *_TP, "--dirs", "harm", "--harmful", str(i["dir"] / "misshapen.safetensors")
+        ),
+        "has shape (3, 3), the model's is (32, 32)",
+    ),
     ("grid", lambda i: _grid(i, "--shard", "0/2", "--epl-search"), "cannot be split"),
     ("grid", lambda i: _grid(i, "--dirs", "random", "random"), "the same direction twice"),
     ("grid", lambda i: _grid(i, "--dtype", "float7"), "unknown dtype"),
@@ -347,6 +380,28 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert last.startswith("error:") and words in last, last
     assert "Traceback" not in err and err.count("error:") == 1
     assert _tree(tmp_path) == before  # no file or folder left behind
+
+
+def test_tensor_parallel_beyond_the_devices_present(inputs, tmp_path, capsys, monkeypatch):
+    # As on a machine with one device (a CPU core here), whatever this one has.
+    monkeypatch.setattr("landscape.generate.tp.devices_present", lambda: (1, "CPU cores"))
+    out = tmp_path / "out"
+    rc = grid_main(_grid(inputs, *_TP, "--tensor-parallel-size", "2", out=str(out)))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1
+    assert err[0] == "error: --tensor-parallel-size 2 exceeds the 1 CPU cores present"
+    assert not out.exists()
+
+
+def test_plan_prints_the_memory_per_gpu_and_writes_nothing(inputs, tmp_path, capsys):
+    before = _tree(tmp_path)
+    argv = _grid(inputs, *_TP, "--plan", "--tensor-parallel-size", "2", "--gpu-memory", "80")
+    assert grid_main([a.replace("OUT", str(tmp_path / "out")) for a in argv]) == 0
+    text = capsys.readouterr().out
+    assert "tensor parallel 2, per GPU of 80.0 GB (budget 72.0 GB)" in text
+    for part in ("live weights", "θ0", "directions", "KV cache", "fits"):
+        assert part in text
+    assert _tree(tmp_path) == before
 
 
 def test_negative_numbers_in_any_notation_are_values(inputs, tmp_path, capsys):
