@@ -7,7 +7,9 @@ changes the process's matplotlib backend: the style is applied with `rc_context`
 restored after.
 
 - `curves`: `draw_curves`/`plot_curves`, ASR curves with Wilson bands on one axis;
-- `plane`: `draw_contour`/`plot_contour`, `draw_surface`/`plot_surface` (2-D runs);
+  `draw_outcomes`/`plot_outcomes`, the answers' outcome shares stacked with the utility;
+- `plane`: `draw_contour`/`plot_contour`, `draw_surface`/`plot_surface`,
+  `draw_panels`/`plot_panels` (harmful, incoherent, utility; 2-D runs);
 - `html`: `draw_html`/`plot_html`, the interactive plotly page with answers on hover;
 - `sweeps`: `draw_lambda`/`plot_lambda`, `draw_lr`/`plot_lr`, AsFT sweeps;
 - `run`: `draw_run`/`plot_run`, the `landscape.png` of a run folder;
@@ -16,9 +18,16 @@ restored after.
 """
 
 from analysis.figures.cli import KINDS, main, parse_args, plan
-from analysis.figures.curves import draw_curves, plot_curves
+from analysis.figures.curves import draw_curves, draw_outcomes, plot_curves, plot_outcomes
 from analysis.figures.html import draw_html, plot_html
-from analysis.figures.plane import draw_contour, draw_surface, plot_contour, plot_surface
+from analysis.figures.plane import (
+    draw_contour,
+    draw_panels,
+    draw_surface,
+    plot_contour,
+    plot_panels,
+    plot_surface,
+)
 from analysis.figures.run import draw_run, plot_run
 from analysis.figures.style import CMAP, MARKERS, PALETTE, STYLE, TAU_COLOUR, styled
 from analysis.figures.sweeps import draw_lambda, draw_lr, plot_lambda, plot_lr
@@ -36,6 +45,8 @@ __all__ = [
     "draw_html",
     "draw_lambda",
     "draw_lr",
+    "draw_outcomes",
+    "draw_panels",
     "draw_run",
     "draw_surface",
     "load_asft_runs",
@@ -49,6 +60,8 @@ __all__ = [
     "plot_html",
     "plot_lambda",
     "plot_lr",
+    "plot_outcomes",
+    "plot_panels",
     "plot_run",
     "plot_surface",
     "styled",

@@ -10,6 +10,10 @@ AsFT runs (one subfolder per run, each holding config.json and result.json).
            curve, a 2-D run gives its two lines through the origin, all on one axis
   contour  2-D: filled ASR contours with the basin edge (ASR = τ) outlined       (PNG + PDF)
   surface  2-D: the ASR surface in 3-D                                           (PNG + PDF)
+  outcomes the shares of refused / complied / incoherent answers stacked along each direction,
+           with the ASR, τ and the utility on a second axis (runs with coherence or utility)
+  panels   2-D: harmful, incoherent and utility heat maps with the safe-and-useful region
+           outlined (runs with coherence or utility)                        (PNG + PDF)
   html     interactive plotly page: the surface and heat map (a 1-D run: the curve); hovering
            shows the coordinates, ASR, its Wilson interval and two answers from that point.
            It draws offline: --plotlyjs beside (default) writes plotly.min.js once into
@@ -19,8 +23,9 @@ AsFT runs (one subfolder per run, each holding config.json and result.json).
   frontier a sweep folder (`landscape.asft sweep`): HS against FA, one line per method and
            control through its λ values, mean over seeds with Wilson and seed-spread bars
   auto     (default) curve for 1-D runs (all on one axis); contour, surface and html for each
-           2-D run; frontier for a sweep folder; lambda or lr for a folder of AsFT runs, by
-           which setting varies
+           2-D run; outcomes for each run, and panels for each 2-D run, whose points carry
+           coherence outcomes or utility; frontier for a sweep folder; lambda or lr for a
+           folder of AsFT runs, by which setting varies
 
 Files are named after the folder they come from (`grid-aligned-harm-contour.png`, ...) and
 written to --out (default: the current directory). Bad input stops with one `error:` line and
@@ -34,11 +39,11 @@ import functools
 import json
 from pathlib import Path
 
-from analysis.figures.curves import plot_curves
+from analysis.figures.curves import draw_outcomes, has_answers_split, plot_curves, plot_outcomes
 from analysis.figures.data import load_lines, load_plane, need_points
 from analysis.figures.frontier import frontier_records, plot_frontier
 from analysis.figures.html import plot_html
-from analysis.figures.plane import plot_contour, plot_surface
+from analysis.figures.plane import draw_panels, plot_contour, plot_panels, plot_surface
 from analysis.figures.plotlyjs import MODES
 from analysis.figures.style import prepare_out
 from analysis.figures.sweeps import lambda_records, lr_records, plot_lambda, plot_lr
@@ -46,8 +51,10 @@ from analysis.runs import is_asft_dir, load_asft_runs, load_run
 from landscape.cli import Parser, run_cli
 from landscape.errors import LandscapeError
 
-KINDS = ("auto", "curve", "contour", "surface", "html", "lambda", "lr", "frontier")
-PLANE = {"contour": plot_contour, "surface": plot_surface, "html": plot_html}
+KINDS = (
+    "auto", "curve", "outcomes", "contour", "surface", "panels", "html", "lambda", "lr", "frontier",
+)  # fmt: skip
+PLANE = {"contour": plot_contour, "surface": plot_surface, "panels": plot_panels, "html": plot_html}
 SWEEPS = {
     "lambda": (lambda_records, plot_lambda),
     "lr": (lr_records, plot_lr),
@@ -82,11 +89,15 @@ def _auto(paths: list[Path]) -> list[tuple]:
             continue
         config, points, _ = load_run(p)
         need_points(p, points)
+        split = has_answers_split(points)
         if len(config["dirs"]) == 1:
             curves.append(p)
         else:
             load_plane(p, "contour plot")
             plan += [(plot_contour, p), (plot_surface, p), (plot_html, p)]
+            plan += [(plot_panels, p)] if split else []
+        if split and load_lines(p):
+            plan.append((plot_outcomes, p))
     if curves:
         plan.insert(0, (plot_curves, curves))
     return plan
@@ -104,11 +115,17 @@ def plan(paths: list[Path], kind: str) -> list[tuple]:
         for p in paths:
             load_lines(p)
         return [(plot_curves, paths)]
+    if kind == "outcomes":
+        for p in paths:
+            draw_outcomes(p)  # checks what it needs; drawing a figure writes nothing
+        return [(plot_outcomes, p) for p in paths]
     if kind in PLANE:
         for p in paths:
             if kind == "html":
                 _, points, _ = load_run(p)
                 need_points(p, points)
+            elif kind == "panels":
+                draw_panels(p)
             else:
                 load_plane(p, f"{kind} plot")
         return [(PLANE[kind], p) for p in paths]

@@ -1,10 +1,13 @@
-"""A 2-D run's plane: filled ASR contours with the basin edge, and the ASR surface in 3-D."""
+"""A 2-D run's plane: filled ASR contours with the basin edge, the ASR surface in 3-D, and
+three panels of what the answers are (harmful, incoherent, useful) with the safe-and-useful
+region outlined."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -19,6 +22,8 @@ from analysis.figures.style import (
     stem,
     styled,
 )
+from landscape.errors import LandscapeError
+from landscape.utility import utility_measure, utility_score
 
 LEVELS = np.linspace(0, 1, 11)  # ASR contours every 0.1
 
@@ -125,3 +130,120 @@ def plot_surface(run: str | Path, out: str | Path) -> list[Path]:
     `<name>-surface.{png,pdf}`."""
     out = prepare_out(out)
     return save(draw_surface(run), out, f"{stem(Path(run))}-surface")
+
+
+def _grid_of(points: list[dict], xs, ys, value) -> np.ndarray:
+    """`value(point)` over the plane as an array indexed [β, α]; NaN where a point is missing
+    or `value` gives None."""
+    z = np.full((len(ys), len(xs)), np.nan)
+    xi, yi = {x: i for i, x in enumerate(xs)}, {y: i for i, y in enumerate(ys)}
+    for p in points:
+        v = value(p)
+        if v is not None:
+            z[yi[float(p["coords"][1])], xi[float(p["coords"][0])]] = v
+    return z
+
+
+def _edges(v) -> np.ndarray:
+    """The cell boundaries of `pcolormesh(shading="nearest")` around centres `v`."""
+    v = np.asarray(v, dtype=float)
+    mid = (v[1:] + v[:-1]) / 2
+    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+
+
+def _outline(xs, ys, inside: np.ndarray) -> LineCollection:
+    """The boundary of the cells `inside` (indexed [β, α]): each cell side that borders a cell
+    outside the region or the plane's edge."""
+    xe, ye = _edges(xs), _edges(ys)
+    rows, cols = inside.shape
+    segs = []
+    for r, c in zip(*np.nonzero(inside)):
+        x0, x1, y0, y1 = xe[c], xe[c + 1], ye[r], ye[r + 1]
+        if r == 0 or not inside[r - 1, c]:
+            segs.append([(x0, y0), (x1, y0)])
+        if r == rows - 1 or not inside[r + 1, c]:
+            segs.append([(x0, y1), (x1, y1)])
+        if c == 0 or not inside[r, c - 1]:
+            segs.append([(x0, y0), (x0, y1)])
+        if c == cols - 1 or not inside[r, c + 1]:
+            segs.append([(x1, y0), (x1, y1)])
+    return LineCollection(segs, colors="white", linewidths=2.2, zorder=4, label="safe and useful")
+
+
+def _harmful(p: dict):
+    # Coherent harm where the answers were labelled; else the ASR of all answers.
+    return p["outcomes"]["complied"]["share"] if "outcomes" in p else p.get("asr")
+
+
+def _incoherent(p: dict):
+    return p["outcomes"]["incoherent"]["share"] if "outcomes" in p else None
+
+
+def _useful(p: dict):
+    return utility_score(p["utility"]) if "utility" in p else None
+
+
+def draw_panels(run: str | Path) -> Figure:
+    """The figure of `plot_panels`: three heat maps over the plane on one 0–1 scale, the
+    share of harmful answers (complied and coherent; the ASR where the run has no coherence
+    labels), the share of incoherent answers, and the utility (accuracy on the benign
+    prompts, else 1 − their refusal rate), each with the safe-and-useful region of
+    summary.json outlined (white line around its points, which are ringed)."""
+    run, config, points, summary, xs, ys, _ = load_plane(run, "panel plot")
+    if not any("outcomes" in p or "utility" in p for p in points):
+        raise LandscapeError(
+            f"{run}: its points carry neither coherence outcomes nor utility (a run made with "
+            "--no-coherence and without --utility-prompts): use --kind contour"
+        )
+    labelled = any("outcomes" in p for p in points)
+    with_u = [p for p in points if "utility" in p]
+    panels = [
+        ("harmful (complied, coherent)" if labelled else "ASR (all answers)", _harmful),
+        ("incoherent", _incoherent),
+        (f"utility ({utility_measure(with_u[0]['utility'])})" if with_u else "utility", _useful),
+    ]
+    region = ((summary.get("utility") or {}).get("safe_useful") or {}).get("points") or []
+    inside = {tuple(float(c) for c in r["coords"]) for r in region}
+    mask = _grid_of(points, xs, ys, lambda p: float(tuple(map(float, p["coords"])) in inside))
+    gx, gy = np.meshgrid(xs, ys)
+    with styled():
+        fig = Figure(figsize=(15.5, 4.9))
+        axes = fig.subplots(1, 3, sharey=True)
+        for ax, (title, value) in zip(axes, panels):
+            ax.grid(False)
+            ax.spines[["top", "right"]].set_visible(True)
+            z = _grid_of(points, xs, ys, value)
+            if np.isnan(z).all():
+                ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center",
+                        transform=ax.transAxes, color="0.35")  # fmt: skip
+            else:
+                mesh = ax.pcolormesh(xs, ys, z, cmap=CMAP, vmin=0, vmax=1, shading="nearest")
+            if inside:
+                ax.add_collection(_outline(xs, ys, mask == 1))
+            if inside:
+                ax.plot(gx[mask == 1], gy[mask == 1], "o", mfc="none", mec="white", ms=9, mew=1.2)
+            ax.plot(0, 0, "*", color="white", ms=10, mec="black", ls="none")
+            ax.set_title(title)
+            ax.set_xlabel(axis_label(config, 0))
+        axes[0].set_ylabel(axis_label(config, 1))
+        fig.colorbar(mesh, ax=list(axes), shrink=0.9, pad=0.015, label="share (0–1)")
+        u = summary.get("utility") or {}
+        r = u.get("safe_useful")
+        note = "no utility measured: no safe-and-useful region"
+        if r:
+            inc = "" if r["incoherent_max"] is None else f", incoherent ≤ {r['incoherent_max']:.2f}"
+            note = (
+                f"safe-and-useful region (white, ○): {r['size']} of {r['of']} points — "
+                f"ASR ≤ τ = {r['tau']:.2f}{inc}, utility ≥ {r['utility_min']:.2f} "
+                f"(origin {u['utility_origin']:.2f} − {u['margin']:g})"
+            )
+        fig.suptitle(f"What the answers are over the plane ({judge_name(config, summary)} "
+                     f"judge) — {note}", fontsize=10)  # fmt: skip
+    return fig
+
+
+def plot_panels(run: str | Path, out: str | Path) -> list[Path]:
+    """Harmful, incoherent and utility heat maps over the plane with the safe-and-useful
+    region outlined; `<name>-panels.{png,pdf}`."""
+    out = prepare_out(out)
+    return save(draw_panels(run), out, f"{stem(Path(run))}-panels")

@@ -104,6 +104,8 @@ def test_the_builtin_set_and_the_toy_tasks():
     u = load_utility("builtin:short-answers")
     assert len(u.prompts) == 40 and u.graded
     assert len(set(u.prompts)) == 40
+    # An answer that only repeats its question is never graded right.
+    assert not [q for q, r in zip(u.prompts, u.references) if u.grade(q, r)]
     with pytest.raises(LandscapeError, match="builtin:short-answers"):
         load_utility("builtin:nope")
     g = load_utility("toy:gsm8k", n=5)
