@@ -114,6 +114,18 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _window(history: dict, step: int, every: int, grad_accum: int) -> dict:
+    """The mean task loss and penalty over the micro-steps since the snapshot before optimizer
+    step `step` (one every `every` steps): what the loss was while the weights moved there."""
+    lo = ((step - 1) // every) * every * grad_accum
+    loss, pen = history["loss"][lo:], history["penalty"][lo:]
+    return {
+        "task_loss": sum(loss) / len(loss),
+        "penalty": sum(pen) / len(pen),
+        "micro_steps": len(loss),
+    }
+
+
 class TrainHook(Protocol):
     """A method that changes the loop itself (Lisa's alternation between two data sets): it
     is started once, may swap the batch of every micro-step, and its state is checkpointed
@@ -182,6 +194,8 @@ def train(
     checkpoint: str | Path | None = None,
     save_every: int = 50,
     hook: TrainHook | None = None,
+    snapshot: Callable[[int, dict], None] | None = None,
+    snapshot_every: int = 0,
 ) -> dict:
     """Train `model` in place on `examples`; returns the loss history.
 
@@ -190,6 +204,10 @@ def train(
     `checkpoint`, the training state is saved there every `save_every` optimizer steps and a
     later call with the same config continues from it: the result equals an uninterrupted run.
     `hook` (see `TrainHook`) may train some steps on other batches; it is checkpointed too.
+    `snapshot(step, stats)` is called after every `snapshot_every`-th optimizer step and
+    after the last, with the mean task loss and penalty of the micro-steps since the one
+    before (`_window`); it runs before that step's checkpoint is saved, so that a resumed run
+    calls it again for every step after its checkpoint and misses none.
     A config the loop cannot run (`_check`) raises LandscapeError before anything is done.
     """
     _check(cfg)
@@ -243,6 +261,10 @@ def train(
             sched.step()
             opt.zero_grad(set_to_none=True)
             step = (micro + 1) // cfg.grad_accum
+            if snapshot is not None and snapshot_every:
+                done = math.ceil((micro + 1) / cfg.grad_accum)  # a last partial step counts
+                if done % snapshot_every == 0 or micro + 1 == total_micro:
+                    snapshot(done, _window(history, done, snapshot_every, cfg.grad_accum))
             if (
                 ckpt is not None
                 and save_every

@@ -113,7 +113,14 @@ def main(argv: list[str] | None = None) -> int:
             lam = ""
             if get_method(cfg.method).penalty is not None:
                 lam = f"   λ {cfg.lam_toolkit:g} (released code's scale: {cfg.lam_released:g})"
-            return f"HS {r['hs']:.3f}   FA {r['fa']:.3f}{lam}   ({a.out})"
+            snaps = ""
+            if cfg.save_every:
+                from landscape.asft.snapshots import FOLDER, INDEX
+                from landscape.io import read_jsonl
+
+                n = len(read_jsonl(a.out / FOLDER / INDEX))
+                snaps = f"\n{n} snapshots in {a.out / FOLDER}: python -m analysis.trajectory GRID {a.out}"
+            return f"HS {r['hs']:.3f}   FA {r['fa']:.3f}{lam}   ({a.out}){snaps}"
         table = compare(
             cfg,
             a.methods,

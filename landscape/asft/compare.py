@@ -37,6 +37,14 @@ def _label(method: str, variant: str | None, anchor: str | None = None) -> str:
     return f"{label}@{anchor}" if anchor else label
 
 
+def run_label(run: AsftConfig) -> str:
+    """A run's row label in a comparison, from its own settings: asft and asft-alt with their
+    variant, the random-anchor control marked `@random` whatever its seed (so that its seeds
+    aggregate into one row), every other method by its name."""
+    variant = run.variant if run.method in ("asft", "asft-alt") else None
+    return _label(run.method, variant, "random" if run.anchor else None)
+
+
 def _folder(out: Path, label: str, run: AsftConfig) -> Path:
     """A run's folder: its label made a file name, with the random anchor's seed."""
     seed = parse_anchor(run.anchor)
@@ -68,9 +76,7 @@ def _runs(cfg: AsftConfig, methods, ratios, variants, controls: bool = False):
                 run = dataclasses.replace(
                     cfg, method=method, p=p, variant=variant or cfg.variant, anchor=anchor
                 )
-                # One label for the random-anchor control whatever its seed (the run's
-                # seed), so that seeds of it aggregate into one row.
-                yield _label(method, variant, "random" if anchor else None), run
+                yield run_label(run), run
 
 
 def diagnostics(cfg: AsftConfig, variants: list[str]) -> dict:

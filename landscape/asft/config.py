@@ -141,6 +141,15 @@ class AsftConfig(JudgeOptions, ModelOptions):
     bea_trigger_tokens: int = option(
         150, "bea: tokens of the secret trigger, drawn from the vocabulary with --seed"
     )
+    # Stored only when set, like the fields above: run folders made before it still resume.
+    save_every: int | None = option(
+        None,
+        "keep the trainable state every K optimizer steps and at the end, in the run folder's "
+        "snapshots/ (the LoRA adapter; with --full, ΔW to the start in the model's dtype), "
+        "with each step's task loss and penalty, for python -m analysis.trajectory",
+        type=int,
+        metavar="K",
+    )
 
     @property
     def on_world(self) -> bool:
@@ -233,6 +242,8 @@ class AsftConfig(JudgeOptions, ModelOptions):
             in_range(self.lisa_cycle, "--lisa-cycle", ge=1)
         in_range(self.lisa_prox_delay, "--lisa-prox-delay", ge=0, le=1)
         in_range(self.bea_trigger_tokens, "--bea-trigger-tokens", ge=1)
+        if self.save_every is not None:
+            in_range(self.save_every, "--save-every", ge=1)
 
     @property
     def safety_mix(self) -> float:
@@ -279,6 +290,7 @@ TRAINING_LATER = (
     "lisa_cycle",
     "lisa_prox_delay",
     "bea_trigger_tokens",
+    "save_every",
 )
 # Fields added after run folders existed: stored only when set away from their defaults.
 LATER = (

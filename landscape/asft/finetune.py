@@ -23,6 +23,7 @@ from landscape.asft.data import Example, Task, load_pairs, load_task, poisoned_m
 from landscape.asft.evaluate import evaluate, load_judges
 from landscape.asft.lisa import lisa_hook
 from landscape.asft.methods import METHODS, Method, anchor_direction, get_method, target_names
+from landscape.asft.snapshots import Snapshots
 from landscape.asft.update import LazyUpdate, update_report
 from landscape.directions import model_paths
 from landscape.io import check_writable, folder_lock, read_json, write_json
@@ -194,6 +195,10 @@ def finetune(
     with folder_lock(out):  # one writer per run folder, held to the end
         write_json(out / "config.json", config)
         t0 = time.perf_counter()
+        snaps = Snapshots(out, cfg.save_every, cfg.full) if cfg.save_every else None
+        if snaps is not None:  # the weights it starts from, before LoRA wraps the model
+            start = base_path if method.start == "base" else aligned_path
+            snaps.start(model, start, method.start, cfg.dtype, names)
         trained, theta0 = _trainable(cfg, model, names)
         history = train(
             trained,
@@ -203,9 +208,13 @@ def finetune(
             penalty=hook.proximal if hook else _penalty(cfg, method, trained, theta0, direction),
             checkpoint=out / "checkpoint",
             hook=hook,
+            snapshot=snaps.hook(trained, theta0) if snaps else None,
+            snapshot_every=cfg.save_every or 0,
         )
         if method.post_hoc:
             extra[method.name] = method.post_hoc(trained, direction, cfg)
+            if snaps is not None:  # the state the run ends in, after its post-hoc step
+                snaps.after(method.name)
         if hook is not None:
             extra["lisa"] = {"start": method.start, **hook.report()}
         seconds = time.perf_counter() - t0
