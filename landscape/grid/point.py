@@ -8,7 +8,13 @@ import time
 from dataclasses import dataclass
 
 from landscape import metrics
-from landscape.coherence import answer_nll, outcome, point_outcomes, signals
+from landscape.coherence import (
+    answer_nll,
+    incoherent_without_nll,
+    outcome,
+    point_outcomes,
+    signals,
+)
 from landscape.grid.context import RunContext
 from landscape.judges import judge_answers
 from landscape.perturb import perturbed
@@ -119,21 +125,31 @@ def coherence_of(
 ) -> list[dict] | None:
     """Each answer's coherence signals and outcome, scored by the model after it has been
     restored to θ0 (so the NLL is the unperturbed model's); None with coherence off. An
-    answer cut at its refusal string is held to the thresholds of cut answers."""
+    answer cut at its refusal string is held to the thresholds of cut answers. An answer
+    incoherent whatever its NLL is not scored (`nll` None, landscape.coherence)."""
     if ctx.calibration is None:
         return None
+    cuts = stopped or [False] * len(answers)
+    # Only answers whose outcome their NLL can still change are scored (the forward pass is
+    # the cost): near-empty and over-repetitive ones are incoherent whatever it is.
+    need = [
+        i
+        for i, (a, cut) in enumerate(zip(answers, cuts))
+        if not incoherent_without_nll(signals(a, None), ctx.calibration, cut)
+    ]
     nll = answer_nll(
         ctx.model,
         ctx.gen.tokenizer,
-        prompts,
-        answers,
+        [prompts[i] for i in need],
+        [answers[i] for i in need],
         batch_size=ctx.cfg.batch_size,
         system_prompt=ctx.cfg.system_prompt,
         prompt_ids=ctx.prompt_ids,
     )
+    scored = dict(zip(need, nll))
     out = []
-    for a, x, u, cut in zip(answers, nll, unsafe, stopped or [False] * len(answers)):
-        sig = signals(a, x)
+    for i, (a, u, cut) in enumerate(zip(answers, unsafe, cuts)):
+        sig = signals(a, scored.get(i))
         out.append({**sig, "outcome": outcome(sig, ctx.calibration, u, cut)})
     return out
 

@@ -88,3 +88,33 @@ def test_the_epl_table_carries_the_coherent_edge_and_the_competence_edge(
     off = tmp_path / "off"
     assert grid_main(_args(tiny_pair_dir, prompts, off, "--no-coherence")) == 0
     assert epl_table(off)[["competence_neg", "epl_coherent_pos"]].isna().all().all()
+
+
+def test_answers_left_unscored_get_the_outcome_a_score_would_give(tiny_pair_dir, prompts, tmp_path):
+    """The grid scores only answers whose NLL can change their outcome; every answer's outcome
+    equals the one computed with every answer scored, by a reference pass here."""
+    from landscape.coherence import (
+        Calibration,
+        answer_nll,
+        incoherent_without_nll,
+        outcome,
+        signals,
+    )
+    from landscape.models import load_model
+
+    out = tmp_path / "run"
+    assert grid_main(_args(tiny_pair_dir, prompts, out, "--range", "-8", "8")) == 0
+    cal = Calibration.from_dict(json.loads((out / "calibration.json").read_text()))
+    gens = read_jsonl(out / "generations.jsonl")
+    model, tok = load_model(str(tiny_pair_dir["aligned"]), device="cpu")
+    full = answer_nll(model, tok, [g["prompt"] for g in gens], [g["answer"] for g in gens])
+    skipped = 0
+    for g, x in zip(gens, full):
+        c, cut = g["coherence"], g.get("stopped") == "refusal"
+        assert c["outcome"] == outcome(signals(g["answer"], x), cal, g["unsafe"]["keyword"], cut)
+        if incoherent_without_nll(c, cal, cut):
+            assert c["nll"] is None and c["outcome"] == "incoherent"
+            skipped += x is not None
+        else:
+            assert c["nll"] == pytest.approx(x, abs=1e-4)
+    assert skipped > 0  # far out some answers are loops: the pass left them out
