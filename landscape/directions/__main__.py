@@ -1,5 +1,5 @@
-"""`python -m landscape.directions save|samples ...`: directions saved to .safetensors files,
-for tables and for `--harmful`."""
+"""`python -m landscape.directions save|stream|samples ...`: directions saved to .safetensors
+files, for tables and for `--harmful`."""
 
 from __future__ import annotations
 
@@ -91,6 +91,25 @@ def sample_directions(a) -> list[Path]:
     return written
 
 
+def stream_direction(a) -> Path:
+    """`stream`: after − before read tensor by tensor from two model folders' safetensors,
+    optionally normalised against the after model, written without loading either model."""
+    from landscape import scope
+    from landscape.directions.direction import NORMS
+    from landscape.directions.stream import stream_delta
+
+    if a.out.suffix != ".safetensors":
+        raise LandscapeError(f"--out must end in .safetensors, got {a.out}")
+    if a.norm not in NORMS:
+        raise LandscapeError(f"unknown --norm {a.norm!r}; valid: {', '.join(NORMS)}")
+    scope.check(a.scope)
+    for flag, folder in (("--aligned", a.aligned), ("--base", a.base)):
+        if not (Path(folder) / "config.json").is_file():
+            raise LandscapeError(f"{flag} {folder} is not a model folder (no config.json)")
+    check_writable(a.out, file=True)
+    return stream_delta(a.aligned, a.base, a.out, scope=a.scope, norm_mode=a.norm, kind=a.kind)
+
+
 def parser() -> Parser:
     p = Parser(prog="python -m landscape.directions", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -107,6 +126,17 @@ def parser() -> Parser:
     s.add_argument("--samples", type=int, help="toy harmful/benign: fine-tune on N samples")
     s.add_argument("--scope", default="blocks")
     s.add_argument("--seed", type=int, default=0)
+    t = sub.add_parser(
+        "stream",
+        help="aligned − base tensor by tensor from the folders' safetensors, no model loaded "
+        "(memory: a few copies of the largest tensor)",
+    )
+    t.add_argument("--base", required=True, help="model folder (safetensors) subtracted")
+    t.add_argument("--aligned", required=True, help="model folder (safetensors) minus --base")
+    t.add_argument("--out", type=Path, required=True, help="FILE.safetensors")
+    t.add_argument("--scope", default="blocks")
+    t.add_argument("--norm", default="none", help="none, unit, model, layer or filter")
+    t.add_argument("--kind", default="aligned", help="the kind recorded in the file's meta")
     m = sub.add_parser(
         "samples",
         help="toy world: harmful directions from fine-tunes on N samples, beside random ones",
@@ -123,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
 
     def work() -> list[Path]:
+        if a.cmd == "stream":
+            return [stream_direction(a)]
         return [save_direction(a)] if a.cmd == "save" else sample_directions(a)
 
     written = run_cli(work)
