@@ -22,6 +22,12 @@ DIRECTIONS = ("aligned", "harm", "benign", "random")
 # |α| = 0.05 (measured: 16 of 16 at both ±0.05, none harmful), so the field's range would
 # only show a broken model. The basin edges by adaptive search.
 ONE_D = ["--range", "-0.05", "0.05", "--steps", "21", "--epl-search"]
+# The pair's own scale: the aligned model is 0.0019 of the weights' norm from the base
+# (median per tensor 0.0018), the harmful fine-tune 0.0012 from the aligned one, so the
+# first step of ONE_D (0.005) is already 2.6 times the alignment's size. 21 points on
+# [-0.005, 0.005] put the base and the harmful fine-tune's distance inside the range.
+FINE = ["--range", "-0.005", "0.005", "--steps", "21", "--epl-search"]
+FINE_DIRECTIONS = ("aligned", "harm")
 TWO_D = ["--range", "-0.05", "0.05", "--steps", "5", "--n-prompts", "40"]
 GEN = ["--max-new-tokens", "48", "--batch-size", "16"]
 # One epoch over 400 samples (50 steps of LoRA r = 8 on q/v, the toolkit's defaults otherwise),
@@ -74,6 +80,25 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                     r(f"smollm2-{d}"),
                 ],  # fmt: skip
                 f"basin edges along {d} (adaptive search, 80 held-out prompts)",
+            )
+        )
+    for d in FINE_DIRECTIONS:
+        s.append(
+            Step(
+                f"SmolLM2 1-D fine: {d}",
+                [
+                    "-m",
+                    "landscape.grid",
+                    "--dirs",
+                    d,
+                    *models,
+                    *prompts,
+                    *FINE,
+                    *GEN,
+                    "--out",
+                    r(f"smollm2-{d}-fine"),
+                ],  # fmt: skip
+                f"basin edges along {d} at the pair's own scale (step 0.0005)",
             )
         )
     s.append(
@@ -157,6 +182,7 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                 "-m",
                 "analysis.tables",
                 *(r(f"smollm2-{d}") for d in DIRECTIONS),
+                *(r(f"smollm2-{d}-fine") for d in FINE_DIRECTIONS),
                 r("smollm2-aligned-harm"),
                 "--out",
                 tables,
@@ -189,6 +215,21 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                 str(HERE),
             ],  # fmt: skip
             "`smollm2/curves.{png,pdf}`: ASR along four directions with Wilson bands",
+            "figure",
+        ),
+        Step(
+            "SmolLM2 figure: outcomes",
+            [
+                "-m",
+                "analysis.figures",
+                *(r(f"smollm2-{d}") for d in DIRECTIONS),
+                *(r(f"smollm2-{d}-fine") for d in FINE_DIRECTIONS),
+                "--kind",
+                "outcomes",
+                "--out",
+                str(HERE),
+            ],  # fmt: skip
+            "`smollm2/smollm2-*-outcomes.{png,pdf}`: refused / complied / incoherent shares",
             "figure",
         ),
         Step(
