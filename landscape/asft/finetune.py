@@ -198,7 +198,7 @@ def finetune(
         snaps = Snapshots(out, cfg.save_every, cfg.full) if cfg.save_every else None
         if snaps is not None:  # the weights it starts from, before LoRA wraps the model
             start = base_path if method.start == "base" else aligned_path
-            snaps.start(model, start, method.start, cfg.dtype, names)
+            snaps.start(model, start, method.start, names)
         trained, theta0 = _trainable(cfg, model, names)
         history = train(
             trained,

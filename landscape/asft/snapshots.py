@@ -48,16 +48,17 @@ class Snapshots:
         # Keyed by (step, stage): a resumed run writes the same records again.
         self.records = {(r["step"], r.get("stage")): r for r in read_jsonl(self.folder / INDEX)}
 
-    def start(self, model, path: str, role: str, dtype: str, names: list[str]) -> None:
+    def start(self, model, path: str, role: str, names: list[str]) -> None:
         """Record the model the run starts from: `path`, its `role` in the pair (aligned or
-        base), the training dtype, the trained weights' names and its weight fingerprint
-        (the one a grid's env.json records, `landscape.models.fingerprint`)."""
+        base), the dtype it trains in, the trained weights' names and its weight fingerprint
+        (the one a grid's env.json records, `landscape.models.fingerprint`, which depends on
+        the dtype too)."""
         write_json(
             self.folder / START,
             {
                 "model": str(path),
                 "role": role,
-                "dtype": dtype,
+                "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
                 "fingerprint": fingerprint(model),
                 "format": "full" if self.full else "lora",
                 "every": self.every,

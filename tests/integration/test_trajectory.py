@@ -156,3 +156,133 @@ def test_save_every_joins_the_config_only_when_set():
     assert "save_every" not in stored_config(dataclasses.asdict(cfg))
     on = stored_config(dataclasses.asdict(dataclasses.replace(cfg, save_every=10)))
     assert on["save_every"] == 10
+
+
+# --- python -m analysis.trajectory ------------------------------------------------------
+
+
+def _grid(pair, eval_prompts, out, **kw):
+    from landscape.grid import GridConfig, run_grid
+
+    cfg = GridConfig(
+        **{
+            "base": str(pair["base"]),
+            "aligned": str(pair["aligned"]),
+            "prompts": str(eval_prompts),
+            "steps": 3,
+            "max_new_tokens": 3,
+            "device": "cpu",
+            **kw,
+        }
+    )
+    run_grid(cfg, out, show_progress=False)
+    return out
+
+
+def _trajectory(*args) -> int:
+    from analysis.trajectory.__main__ import main
+
+    return main([str(a) for a in args])
+
+
+def test_the_command_end_to_end(tiny_pair_dir, eval_prompts, harmful_data, tmp_path, capsys):
+    """A grid along aligned and SFT's own update (norm none), the SFT and AsFT runs on it:
+    SFT's last snapshot lies in the plane at β = 1, and is measured as AsFT measured it."""
+    runs = tmp_path / "runs"
+    cfg = _cfg(tiny_pair_dir, eval_prompts, harmful_data)
+    sft = finetune(cfg, runs / "sft")
+    finetune(dataclasses.replace(cfg, method="asft"), runs / "asft")
+    grid = _grid(tiny_pair_dir, eval_prompts, tmp_path / "grid", dirs=["aligned", "harm"],
+                 harmful=str(runs / "sft" / "adapter"), norm="none", range=(-2.0, 2.0))  # fmt: skip
+    out = tmp_path / "out"
+    assert _trajectory(grid, runs, "--out", out, "--measure") == 0, capsys.readouterr().err
+    assert "asft[flat+one-sided]" in capsys.readouterr().out
+    for name in ("summary.json", "trajectory.png", "trajectory.pdf", "trajectory.html",
+                 "plotly.min.js", "table-sft.csv", "table-sft.json",
+                 "table-asft-flat-one-sided.json"):  # fmt: skip
+        assert (out / name).is_file(), name
+    rows = read_json(out / "table-sft.json")
+    assert [r["step"] for r in rows] == [0, 2, 4, 6]
+    start, last = rows[0], rows[-1]
+    assert start["alpha"] == start["beta"] == 0.0 and start["off_plane"] is None
+    assert abs(last["beta"] - 1.0) < 1e-5 and last["off_plane"] < 1e-5
+    assert last["predicted"] == "inside" and 0 <= last["predicted_asr"] <= 1
+    assert last["fa"] == sft["fa"] and last["task_loss"] > 0
+    assert all(r["measured_n"] == 3 for r in rows)
+    assert last["measured_asr"] == sft["hs"]  # the same prompts, judge and greedy decoding
+    origin = next(p for p in read_jsonl(grid / "points.jsonl") if p["coords"] == [0.0, 0.0])
+    assert start["measured_asr"] == origin["asr"] == start["predicted_asr"]
+    summary = read_json(out / "summary.json")
+    assert set(summary["methods"]) == {"sft", "asft[flat+one-sided]"}
+    assert summary["directions_checked"] is True
+    m = summary["methods"]["sft"]
+    assert m["snapshots"] == m["measured"] == m["pairs"] == 3 and m["mae"] is not None
+    assert m["off_plane_final"] < 1e-5
+    page = (out / "trajectory.html").read_text()
+    assert 'src="plotly.min.js"' in page and "cdn.plot.ly" not in page
+    # Run again: the measurements are reused, not made again.
+    gens = (out / "measured" / "sft" / "generations.jsonl").read_bytes()
+    assert _trajectory(grid, runs, "--out", out, "--measure") == 0
+    assert (out / "measured" / "sft" / "generations.jsonl").read_bytes() == gens
+
+
+def _fake_run(folder: Path, model, deltas: list[dict]) -> Path:
+    """A run folder with full snapshots holding the updates `deltas`, one per step, started
+    from `model`, in the layout `landscape.asft.snapshots` writes."""
+    from safetensors.torch import save_file
+
+    from landscape.io import write_json, write_jsonl
+
+    snaps = folder / FOLDER
+    snaps.mkdir(parents=True)
+    write_json(folder / "config.json", {"method": "sft", "p": 0.0, "seed": 0, "full": True})
+    start = {"model": "m", "role": "aligned", "dtype": "float32", "format": "full",
+             "fingerprint": fingerprint(model), "every": 1, "names": list(deltas[0])}  # fmt: skip
+    write_json(snaps / START, start)
+    index = []
+    for step, delta in enumerate(deltas, 1):
+        name = f"step-{step:06d}.safetensors"
+        save_file({n: t.contiguous() for n, t in delta.items()}, str(snaps / name))
+        index.append({"step": step, "path": name, "format": "full", "task_loss": 1.0 / step,
+                      "penalty": 0.0})  # fmt: skip
+    write_jsonl(snaps / INDEX, index)
+    return folder
+
+
+@pytest.mark.parametrize("dirs", [["aligned", "random:1"], ["random:1"]], ids=["2d", "1d"])
+def test_a_snapshot_at_a_grid_node_is_that_point(dirs, tiny_pair_dir, eval_prompts, tmp_path):
+    """Updates that are exactly grid nodes: predicted ASR is the node's, the measured one is
+    the grid's own measurement there (the same weights, bit for bit), none of the update is
+    off the plane; one past the range is marked outside, with no prediction."""
+    from analysis.trajectory import Grid
+
+    grid = _grid(tiny_pair_dir, eval_prompts, tmp_path / "grid", dirs=dirs)
+    g = Grid.open(grid)
+    model, _ = g.load_model()
+    axes, _ = g.directions(model)
+    # Coefficients that are powers of two keep c·d exact in fp32, as the grid computes it.
+    nodes = [(0, 0.25), (len(axes) - 1, -0.25), (0, 0.5)]
+    deltas = [{n: c * t for n, t in axes[i].tensors.items()} for i, c in nodes]
+    run = _fake_run(tmp_path / "run", model, deltas)
+    out = tmp_path / "out"
+    assert _trajectory(grid, run, "--out", out, "--measure") == 0
+    rows = read_json(out / "table-sft.json")[1:]
+    off = "off_plane" if len(dirs) == 2 else "off_line"
+    points = {tuple(p["coords"]): p for p in read_jsonl(grid / "points.jsonl")}
+    for row, (i, c) in zip(rows, nodes):
+        coords = [0.0] * len(dirs)
+        coords[i] = c
+        got = [row["alpha"]] + ([row["beta"]] if len(dirs) == 2 else [])
+        assert got == pytest.approx(coords, abs=1e-6) and row[off] < 1e-6
+        if abs(c) <= 0.25:
+            assert row["predicted"] == "inside"
+            assert row["predicted_asr"] == row["measured_asr"] == points[tuple(coords)]["asr"]
+        else:
+            assert row["predicted"] == "outside" and row["predicted_asr"] is None
+            assert row["measured_asr"] is not None  # measured wherever it lies
+    gens = read_jsonl(out / "measured" / "run" / "generations.jsonl")
+    at_node = [g["answer"] for g in gens if g["key"] == [1, 0]]
+    key = (2, 1) if len(dirs) == 2 else (2,)  # α = 0.25, β = 0 on [-0.25, 0, 0.25]
+    grid_answers = [g["answer"] for g in read_jsonl(grid / "generations.jsonl")
+                    if tuple(g["key"]) == key]  # fmt: skip
+    assert at_node and at_node == grid_answers
