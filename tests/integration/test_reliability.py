@@ -128,6 +128,7 @@ CASES = [
     ("asft", lambda i: _train("--lam", "nan"), "--lam (λ) must be a finite"),
     ("asft", lambda i: _train("--lam", "-1"), "--lam (λ) must be >= 0"),
     ("asft", lambda i: _train("--max-new-tokens", "0"), "--max-new-tokens must be >= 1"),
+    ("asft", lambda i: _train("--save-every", "0"), "--save-every must be >= 1"),
     ("asft", lambda i: _train("--p", "1.5"), "poison ratio"),
     ("asft", lambda i: _train("--n", "0"), "--n must be >= 1"),
     ("asft", lambda i: _train("--eval-prompts", str(i["dir"] / "nope.csv")), "does not exist"),

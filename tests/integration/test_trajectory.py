@@ -286,3 +286,78 @@ def test_a_snapshot_at_a_grid_node_is_that_point(dirs, tiny_pair_dir, eval_promp
     grid_answers = [g["answer"] for g in read_jsonl(grid / "generations.jsonl")
                     if tuple(g["key"]) == key]  # fmt: skip
     assert at_node and at_node == grid_answers
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else b""
+            for p in root.rglob("*")}  # fmt: skip
+
+
+def _no_snapshots(s):
+    finetune(dataclasses.replace(s["cfg"], save_every=None), s["tmp"] / "plain")
+    return [s["grid"], s["tmp"] / "plain"]
+
+
+def _other_model(s):
+    # The pair swapped: fine-tuned from the base model, not from the grid's aligned one.
+    pair = s["pair"]
+    cfg = dataclasses.replace(s["cfg"], base=str(pair["aligned"]), aligned=str(pair["base"]))
+    finetune(cfg, s["tmp"] / "other")
+    return [s["grid"], s["tmp"] / "other"]
+
+
+def _source_gone(s):
+    import shutil
+
+    shutil.rmtree(s["tmp"] / "harm-adapter")
+    return [s["grid"], s["runs"]]
+
+
+def _direction_changed(s):
+    from landscape.io import write_json
+
+    env = read_json(s["grid"] / "env.json")
+    env["fingerprint_directions"]["harm"] = "0" * 16
+    write_json(s["grid"] / "env.json", env)
+    return [s["grid"], s["runs"]]
+
+
+def _folder_without_snapshots(s):
+    finetune(dataclasses.replace(s["cfg"], save_every=None), s["tmp"] / "cmp" / "plain")
+    return [s["grid"], s["tmp"] / "cmp"]
+
+
+BAD = [
+    (_no_snapshots, "has no snapshots"),
+    (_other_model, "was fine-tuned from another model"),
+    (_source_gone, "which no longer exists: the grid's directions cannot be rebuilt"),
+    (_direction_changed, "differs from the one the grid ran along"),
+    (lambda s: [s["runs"], s["runs"]], "config.json"),  # not a grid folder
+    (lambda s: [s["grid"], s["tmp"] / "nope"], "no such fine-tuning run folder"),
+    (_folder_without_snapshots, "runs in"),
+]
+
+
+@pytest.mark.parametrize("case, words", BAD, ids=[w for _, w in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    case, words, tiny_pair_dir, eval_prompts, harmful_data, tmp_path, capsys
+):
+    import shutil
+
+    cfg = _cfg(tiny_pair_dir, eval_prompts, harmful_data)
+    finetune(cfg, tmp_path / "runs" / "sft")
+    shutil.copytree(tmp_path / "runs" / "sft" / "adapter", tmp_path / "harm-adapter")
+    grid = _grid(tiny_pair_dir, eval_prompts, tmp_path / "grid", dirs=["aligned", "harm"],
+                 harmful=str(tmp_path / "harm-adapter"))  # fmt: skip
+    setup = {"cfg": cfg, "pair": tiny_pair_dir, "tmp": tmp_path, "grid": grid,
+             "runs": tmp_path / "runs"}  # fmt: skip
+    args = case(setup)
+    capsys.readouterr()
+    before = _tree(tmp_path)
+    out = tmp_path / "out"
+    assert _trajectory(*args, "--out", out, "--measure") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], err
+    assert "Traceback" not in "\n".join(err)
+    assert not out.exists() and _tree(tmp_path) == before
