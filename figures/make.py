@@ -232,6 +232,84 @@ def steps(runs: Path) -> list[Step]:
     return s
 
 
+def trajectory_steps(runs: Path) -> list[Step]:
+    """Fine-tuning trajectories on the toy landscapes: SFT, AsFT with its two controls and
+    the baselines on toy:gsm8k at three seeds, snapshots every 10 steps, placed and measured
+    on the aligned × harm plane, and placed on the 1-D harm curve. Needs the grids of
+    `steps` (`toy-aligned-harm`, `toy-harm`) in `runs`."""
+    r = lambda *parts: str(Path(runs, *parts))  # noqa: E731
+    compare = r("compare-gsm8k-trajectory")
+    return [
+        Step(
+            "AsFT comparison with snapshots: toy:gsm8k, 3 seeds",
+            [
+                "-m",
+                "landscape.asft",
+                "compare",
+                "--task",
+                "toy:gsm8k",
+                "--methods",
+                "sft",
+                "asft",
+                "safelora",
+                "safeinstr",
+                "--controls",
+                "--poison-ratio",
+                "0.1",
+                "--seeds",
+                "0",
+                "1",
+                "2",
+                "--save-every",
+                "10",
+                "--out",
+                compare,
+            ],
+            "SFT, AsFT (with its l2 and random-anchor controls), Safe LoRA and SafeInstr, "
+            "snapshots every 10 optimizer steps",
+        ),
+        Step(
+            "trajectories on aligned × harm, measured",
+            [
+                "-m",
+                "analysis.trajectory",
+                r("toy-aligned-harm"),
+                compare,
+                "--measure",
+                "--out",
+                str(HERE / "trajectory-aligned-harm"),
+            ],
+            "`trajectory-aligned-harm/`: tables per method, summary.json, trajectory.{png,pdf,html}",
+            "figure",
+        ),
+        Step(
+            "trajectories on the harm line",
+            [
+                "-m",
+                "analysis.trajectory",
+                r("toy-harm"),
+                compare,
+                "--out",
+                str(HERE / "trajectory-harm"),
+            ],
+            "`trajectory-harm/`: the snapshots on the 1-D harm curve (predicted ASR only)",
+            "figure",
+        ),
+    ]
+
+
+def trajectories(runs: Path, log_dir: Path, env: dict) -> list[float]:
+    """Run `trajectory_steps` (after the toy steps have made their grids); the seconds of
+    each step."""
+    seconds = []
+    plan = trajectory_steps(runs)
+    for i, step in enumerate(plan, 1):
+        print(f"[{i}/{len(plan)}] {step.name}: {command_text(step)}", flush=True)
+        seconds.append(run_step(step, log_dir, env))
+        print(f"    {seconds[-1]:.0f} s", flush=True)
+    return seconds
+
+
 def command_text(step: Step) -> str:
     def short(a: str) -> str:
         try:  # paths relative to the repository, as a reader would type them
@@ -374,6 +452,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the SmolLM2 safety pair's part instead (figures/smollm2/, about an hour on 2 cores)",
     )
+    p.add_argument(
+        "--trajectories",
+        action="store_true",
+        help="the fine-tuning trajectories instead (figures/trajectory-*/; needs the toy grids)",
+    )
     a = p.parse_args(argv)
     runs = a.runs.resolve()
     log_dir = runs / "logs"
@@ -383,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
         import smollm2
 
         return smollm2.main(runs, log_dir, env)
+    if a.trajectories:
+        trajectories(runs, log_dir, env)
+        return 0
     sys.path.insert(0, str(REPO))
     from landscape.toy.build import _root
 

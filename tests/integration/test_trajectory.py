@@ -361,3 +361,29 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     assert len(errors) == 1 and words in errors[0], err
     assert "Traceback" not in "\n".join(err)
     assert not out.exists() and _tree(tmp_path) == before
+
+
+def test_the_trajectory_steps_of_figures_make_parse(monkeypatch):
+    """figures/make.py's trajectory steps: each command line is accepted by its parser."""
+    import importlib
+    import runpy
+    import sys
+
+    from landscape.cli import Parser
+
+    figures = Path(__file__).resolve().parents[2] / "figures"
+    monkeypatch.syspath_prepend(str(figures))
+    steps = importlib.import_module("make").trajectory_steps(Path("/nonexistent/runs"))
+    assert any("--save-every" in s.args and "--controls" in s.args for s in steps)
+    assert any("--measure" in s.args for s in steps)
+    real = Parser.parse_args
+
+    def parse_then_stop(self, argv=None, namespace=None):
+        real(self, argv, namespace)
+        raise _Stop
+
+    monkeypatch.setattr(Parser, "parse_args", parse_then_stop)
+    for step in steps:
+        monkeypatch.setattr(sys, "argv", [step.args[1], *step.args[2:]])
+        with pytest.raises(_Stop):
+            runpy.run_module(step.args[1], run_name="__main__", alter_sys=True)
