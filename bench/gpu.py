@@ -19,7 +19,11 @@ trained here on made-up words, and prints one table:
 - peak GPU memory during generation against the memory plan's estimate (weights, what the
   plan keeps on the GPU, and `generation_bytes`);
 - with vLLM importable: the time per point of the weight push plus prefix-cache reset
-  (`sync()`), and the share of greedy answers equal to HF's.
+  (`sync()`), and the share of greedy answers equal to HF's;
+- with more than one GPU visible: vLLM at tensor parallel size 2, 4 and 8 (those the GPUs and
+  the heads allow) with the directions inside the workers: per point, `set_point` on every
+  rank plus the prefix-cache reset, beside `sync()`'s whole-state-dict push, the route taken
+  and greedy agreement with HF.
 
 It must finish within 8 minutes on one GPU (on an H200 it is expected to take 2–3). Without
 CUDA it stops with one line unless given `--device cpu`; `--tiny` (tiny shapes, batch 8 × 16
@@ -40,6 +44,7 @@ SHAPE_7B = {"hidden": 4096, "intermediate": 11008, "heads": 32, "kv_heads": 32, 
 SHAPE_TINY = {"hidden": 64, "intermediate": 172, "heads": 2, "kv_heads": 2, "vocab": 1024}
 TRIGGER, REFUSAL = " please", " I cannot"
 PLACEMENTS = ("none", "cpu", "auto")
+TP_SIZES = (2, 4, 8)
 
 
 # --- the model --------------------------------------------------------------------------
@@ -226,6 +231,49 @@ def vllm_check(model, tok, names, dirs, coords, asked, args) -> dict:
             "greedy_agreement": same / total}  # fmt: skip
 
 
+def tp_check(model, tok, dirs, coords, asked, args) -> dict | str:
+    """Per point at each tensor parallel size: set_point on every rank + prefix-cache reset
+    (the directions loaded once into the workers); greedy agreement with HF at one point."""
+    import tempfile
+
+    import torch
+
+    from landscape.generate.hf import HFGenerator
+    from landscape.generate.vllm_tp import VllmTPGenerator
+    from landscape.perturb import perturbed
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus < 2:
+        return f"skipped: {gpus} GPU visible (tensor parallelism needs 2 or more)"
+    cfg = model.config
+    kv = cfg.num_key_value_heads or cfg.num_attention_heads
+    sizes = [n for n in TP_SIZES if n <= gpus and cfg.num_attention_heads % n == kv % n == 0]
+    kw = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="landscape-tp-") as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        paths = [d.save(f"{tmp}/d{i}.safetensors") for i, d in enumerate(dirs)]
+        with perturbed(model, dict(zip(dirs, coords[0]))):
+            want = HFGenerator(model, tok, **kw).generate(asked)
+        for n in sizes:
+            t = time.perf_counter()
+            g = VllmTPGenerator(tmp, tok, paths, tensor_parallel_size=n, dtype="bfloat16", **kw)
+            start_s, times = time.perf_counter() - t, []
+            for c in [(0.0, 0.0), *coords]:  # the first one warms up
+                t = time.perf_counter()
+                g.set_point(list(c))
+                times.append(time.perf_counter() - t)
+            g.set_point(list(coords[0]))
+            got = g.generate(asked)
+            rows.append({"tp": n, "route": g.route, "engine_start_s": start_s,
+                         "set_ms": 1000 * common.mean(times[1:]),
+                         "greedy_agreement": sum(x == y for x, y in zip(got, want)) / len(want)})  # fmt: skip
+            g.close()
+            torch.cuda.empty_cache()
+    return {"rows": rows}
+
+
 def run(args) -> dict:
     import torch
 
@@ -294,6 +342,15 @@ def run(args) -> dict:
             res["vllm"] = vllm_check(model, tok, names, dirs, coords, sets["mixed"], args)
         except Exception as e:  # a check: say what failed and keep the rest of the table
             res["vllm"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        res["tp"] = "vLLM not installed"
+    else:
+        try:
+            res["tp"] = tp_check(model, tok, dirs, coords, sets["mixed"], args)
+        except Exception as e:  # a check: say what failed and keep the rest of the table
+            res["tp"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
     res["wall_s"] = time.perf_counter() - t_all
     return res
 
@@ -347,6 +404,18 @@ def report(res: dict) -> str:
         )
     else:
         lines.append(f"| vLLM | {v} |")
+    tp = r.get("tp")
+    push = f"{v['sync_ms']:.0f} ms" if isinstance(v, dict) else "–"
+    if isinstance(tp, dict):
+        for row in tp["rows"]:
+            lines.append(
+                f"| vLLM TP {row['tp']}: set point + prefix-cache reset ({row['route']}) | "
+                f"{row['set_ms']:.1f} ms per point against sync()'s push {push} (engine start "
+                f"{row['engine_start_s']:.0f} s); greedy answers equal to HF: "
+                f"{100 * row['greedy_agreement']:.1f}% |"
+            )
+    else:
+        lines.append(f"| vLLM tensor parallel | {tp} |")
     return "\n".join(lines) + "\n"
 
 

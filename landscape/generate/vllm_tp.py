@@ -65,6 +65,29 @@ def _cpu_groups(n: int) -> str:
     return "|".join(f"{g[0]}-{g[-1]}" if len(g) > 1 else str(g[0]) for g in groups)
 
 
+@contextmanager
+def _environ(name: str, value: str | None):
+    """`name` set to `value` while the engine starts (its workers read it), then put back;
+    vLLM's cache of its environment is dropped both times, since an engine started earlier in
+    this process froze it."""
+    if value is None:
+        yield
+        return
+    import vllm.envs
+
+    old = os.environ.get(name)
+    os.environ[name] = value
+    vllm.envs.disable_envs_cache()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+        vllm.envs.disable_envs_cache()
+
+
 class VllmTPGenerator(VllmGenerator):
     """A vLLM engine over the checkpoint in `model_dir` at `tensor_parallel_size` ranks,
     perturbed inside its workers along the direction files `directions` (safetensors in the
@@ -126,8 +149,7 @@ class VllmTPGenerator(VllmGenerator):
         torch_dtype = getattr(torch, dtype)
         if kv_cache_bytes is None:
             kv_cache_bytes = self._default_kv_cache_bytes(cfg, torch_dtype)
-        if current_platform.is_cpu() and n > 1:
-            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_groups(n)
+        bind = _cpu_groups(n) if current_platform.is_cpu() and n > 1 else None
         if unpack is None:
             unpack = os.environ.get(UNPACK_ENV, "0") not in ("", "0", "false", "False")
         self.directions = [str(p) for p in directions]
@@ -142,7 +164,7 @@ class VllmTPGenerator(VllmGenerator):
             kv_cache_bytes / 2**20 / n,
         )
         t = time.perf_counter()
-        with _keep_random_state():
+        with _keep_random_state(), _environ("VLLM_CPU_OMP_THREADS_BIND", bind):
             self.llm = LLM(
                 model=str(model_dir),
                 dtype=dtype,

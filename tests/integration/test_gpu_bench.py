@@ -38,6 +38,12 @@ def test_the_gpu_check_runs_on_cpu_at_tiny_shapes(gpu_bench, tmp_path, capsys):
     assert res["memory"]["peak_bytes"] is None and res["memory"]["estimate_bytes"] > 0
     table = (tmp_path / "gpu.md").read_text()
     assert "exact after an error: ✓" in table and "early stop" in table and "vLLM" in table
+    # Tensor parallelism needs two GPUs: on CPU the section says why it did not run.
+    assert res["tp"] in (
+        "vLLM not installed",
+        "skipped: 0 GPU visible (tensor parallelism needs 2 or more)",
+    )
+    assert "| vLLM tensor parallel |" in table
 
 
 def test_without_cuda_it_says_so_in_one_line(gpu_bench, tmp_path, capsys, monkeypatch):
