@@ -20,10 +20,11 @@ trained here on made-up words, and prints one table:
   plan keeps on the GPU, and `generation_bytes`);
 - with vLLM importable: the time per point of the weight push plus prefix-cache reset
   (`sync()`), and the share of greedy answers equal to HF's;
-- with more than one GPU visible: vLLM at tensor parallel size 2, 4 and 8 (those the GPUs and
-  the heads allow) with the directions inside the workers: per point, `set_point` on every
-  rank plus the prefix-cache reset, beside `sync()`'s whole-state-dict push, the route taken
-  and greedy agreement with HF.
+- with more than one GPU visible: vLLM at tensor parallel size 2, 4 and 8 (those the GPUs
+  and the heads allow) with the directions inside the workers: per point, `set_point` on
+  every rank plus the prefix-cache reset, beside `sync()`'s whole-state-dict push, the route
+  taken and greedy agreement with HF; `--tp-cpu` runs the same on vLLM's CPU backend at TP 1
+  and 2, each route (in place with CPU linears unpacked, and through reload_weights).
 
 It must finish within 8 minutes on one GPU (on an H200 it is expected to take 2–3). Without
 CUDA it stops with one line unless given `--device cpu`; `--tiny` (tiny shapes, batch 8 × 16
@@ -242,12 +243,16 @@ def tp_check(model, tok, dirs, coords, asked, args) -> dict | str:
     from landscape.generate.vllm_tp import VllmTPGenerator
     from landscape.perturb import perturbed
 
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus < 2:
-        return f"skipped: {gpus} GPU visible (tensor parallelism needs 2 or more)"
     cfg = model.config
     kv = cfg.num_key_value_heads or cfg.num_attention_heads
-    sizes = [n for n in TP_SIZES if n <= gpus and cfg.num_attention_heads % n == kv % n == 0]
+    if args.tp_cpu:  # vLLM's CPU backend: TP 1 and 2, each route (CPU linears unpacked or not)
+        runs = [(n, unpack) for n in (1, 2) for unpack in (True, False)]
+    else:
+        gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if gpus < 2:
+            return f"skipped: {gpus} GPU visible (tensor parallelism needs 2 or more)"
+        ok = [n for n in TP_SIZES if n <= gpus and cfg.num_attention_heads % n == kv % n == 0]
+        runs = [(n, False) for n in ok]
     kw = {"batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}
     rows = []
     with tempfile.TemporaryDirectory(prefix="landscape-tp-") as tmp:
@@ -256,9 +261,10 @@ def tp_check(model, tok, dirs, coords, asked, args) -> dict | str:
         paths = [d.save(f"{tmp}/d{i}.safetensors") for i, d in enumerate(dirs)]
         with perturbed(model, dict(zip(dirs, coords[0]))):
             want = HFGenerator(model, tok, **kw).generate(asked)
-        for n in sizes:
+        for n, unpack in runs:
             t = time.perf_counter()
-            g = VllmTPGenerator(tmp, tok, paths, tensor_parallel_size=n, dtype="bfloat16", **kw)
+            g = VllmTPGenerator(tmp, tok, paths, tensor_parallel_size=n, dtype="bfloat16",
+                                unpack=unpack, **kw)  # fmt: skip
             start_s, times = time.perf_counter() - t, []
             for c in [(0.0, 0.0), *coords]:  # the first one warms up
                 t = time.perf_counter()
@@ -270,7 +276,8 @@ def tp_check(model, tok, dirs, coords, asked, args) -> dict | str:
                          "set_ms": 1000 * common.mean(times[1:]),
                          "greedy_agreement": sum(x == y for x, y in zip(got, want)) / len(want)})  # fmt: skip
             g.close()
-            torch.cuda.empty_cache()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
     return {"rows": rows}
 
 
@@ -425,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="tiny shapes, batch 8 × 16 new tokens")
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--points", type=int, default=5, help="points timed per placement")
+    p.add_argument("--tp-cpu", action="store_true",
+                   help="the tensor parallel section on vLLM's CPU backend at TP 1 and 2 (both routes)")  # fmt: skip
     p.add_argument("--out", type=Path, default=common.RESULTS / "gpu.md")
     args = p.parse_args(argv)
     if args.layers < 1 or args.points < 1:
