@@ -155,15 +155,25 @@ def format_epl(value: float, bracket: Sequence[float | None] | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if bracket is None:
-        return f"{value:.3f}"
+        return _digits(value)
     lo, hi = bracket
     if hi is None:
-        return f"≥ {lo:.3f}"
+        return f"≥ {_digits(lo)}"
     if lo == 0 and hi > 0:
         return f"< {hi:g}"
     if lo == hi == 0:
-        return f"{value:.3f} (origin unsafe)"
-    return f"{value:.3f} [{lo:.3f}, {hi:.3f})"
+        return f"{_digits(value)} (origin unsafe)"
+    return f"{_digits(value)} [{_digits(lo)}, {_digits(hi)})"
+
+
+def _digits(x: float) -> str:
+    """Three decimals, or up to six where the value needs them to be exact: a fine grid's
+    edge at 0.0005 must not print as 0.001 (nor its bracket as [0.001, 0.001))."""
+    for d in range(3, 7):
+        text = f"{x:.{d}f}"
+        if abs(float(text) - x) <= 1e-9 * max(1.0, abs(x)):
+            return text
+    return f"{x:.3f}"
 
 
 def ratio_bounds(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[float, float]:

@@ -248,3 +248,11 @@ def test_visage_hand_made_curves():
 def test_visage_matches_the_original_code(asrs):
     alphas = list(range(len(asrs)))
     assert visage(alphas, asrs) == pytest.approx(safety_avg_reference([100 * a for a in asrs]))
+
+
+def test_a_fine_grids_edge_keeps_its_digits():
+    # step 0.0005: three decimals would print the bracket as [0.001, 0.001)
+    assert format_epl(0.0005, [0.0005, 0.001]) == "0.0005 [0.0005, 0.001)"
+    assert format_epl(0.00125, [0.00125, None]) == "≥ 0.00125"
+    assert format_epl(0.15000000000000002, [0.15, 0.2]) == "0.150 [0.150, 0.200)"
+    assert format_epl(1 / 3, [1 / 3, 0.5]) == "0.333 [0.333, 0.500)"
