@@ -21,7 +21,6 @@ from analysis.trajectory.runs import FineTuneRun
 from landscape.coherence import Calibration
 from landscape.directions import Direction
 from landscape.errors import LandscapeError
-from landscape.generate import get_generator
 from landscape.grid.config import stop_at
 from landscape.grid.context import RunContext
 from landscape.grid.dense import point_seed
@@ -60,16 +59,7 @@ class Measurer:
         self.cfg, self.grid, self.out = cfg, grid, Path(out) / MEASURED
         judges = cfg.load_judges(cfg.on_world, cfg.device)
         prompts = load_prompts(cfg.prompts, cfg.prompt_column, cfg.n_prompts, cfg.seed)
-        gen = get_generator(
-            cfg.backend,
-            model,
-            tokenizer,
-            batch_size=cfg.batch_size,
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            system_prompt=cfg.system_prompt,
-            stop_at=stop_at(cfg, judges),
-        )
+        gen = cfg.generator(model, tokenizer, stop_at(cfg, judges))
         gen.check_lengths(prompts)
         calibration = None
         if cfg.coherence and (grid.path / CALIBRATION).is_file():

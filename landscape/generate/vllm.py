@@ -109,6 +109,19 @@ def _head_dim(config) -> int:
     return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
 
 
+def _context(cfg, max_model_len: int | None, max_new_tokens: int) -> int:
+    """The engine's context length: `max_model_len`, else the model's own capped at
+    DEFAULT_MAX_MODEL_LEN; refused when the answers alone would fill it."""
+    positions = getattr(cfg, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
+    length = max_model_len or min(positions, DEFAULT_MAX_MODEL_LEN)
+    if length <= max_new_tokens:
+        raise LandscapeError(
+            f"max new tokens ({max_new_tokens}) leave no room for a prompt in the model's "
+            f"{length}-token context"
+        )
+    return length
+
+
 def _eos_ids(model, tokenizer) -> list[int]:
     """Every id that ends an answer under HF `generate`: the generation config's and the
     tokenizer's end-of-sequence tokens."""
@@ -172,13 +185,7 @@ class VllmGenerator(Generator):
         cfg = model.config
         _check_head_dim(cfg)
         self.eos_ids = _eos_ids(model, tokenizer)
-        positions = getattr(cfg, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
-        self.max_model_len = max_model_len or min(positions, DEFAULT_MAX_MODEL_LEN)
-        if self.max_model_len <= self.max_new_tokens:
-            raise LandscapeError(
-                f"max new tokens ({self.max_new_tokens}) leave no room for a prompt in the model's "
-                f"{self.max_model_len}-token context"
-            )
+        self.max_model_len = _context(cfg, max_model_len, self.max_new_tokens)
         dtype = next(model.parameters()).dtype
         if kv_cache_bytes is None:
             kv_cache_bytes = self._default_kv_cache_bytes(cfg, dtype)

@@ -27,9 +27,9 @@ from landscape.errors import LandscapeError
 from landscape.generate.base import Generator
 from landscape.generate.tp import check_tensor_parallel
 from landscape.generate.vllm import (
-    DEFAULT_MAX_MODEL_LEN,
     VllmGenerator,
     _check_head_dim,
+    _context,
     _eos_ids,
     _keep_random_state,
     _quiet_vllm_logs,
@@ -139,13 +139,7 @@ class VllmTPGenerator(VllmGenerator):
             gen_cfg = None
         self.config = cfg
         self.eos_ids = _eos_ids(SimpleNamespace(generation_config=gen_cfg), tokenizer)
-        positions = getattr(cfg, "max_position_embeddings", None) or DEFAULT_MAX_MODEL_LEN
-        self.max_model_len = max_model_len or min(positions, DEFAULT_MAX_MODEL_LEN)
-        if self.max_model_len <= self.max_new_tokens:
-            raise LandscapeError(
-                f"max new tokens ({self.max_new_tokens}) leave no room for a prompt in the model's "
-                f"{self.max_model_len}-token context"
-            )
+        self.max_model_len = _context(cfg, max_model_len, self.max_new_tokens)
         torch_dtype = getattr(torch, dtype)
         if kv_cache_bytes is None:
             kv_cache_bytes = self._default_kv_cache_bytes(cfg, torch_dtype)

@@ -17,7 +17,7 @@ from landscape.cli import from_options, option
 from landscape.directions import KINDS as DIRECTION_KINDS
 from landscape.directions import NORMS, parse_kind
 from landscape.errors import LandscapeError
-from landscape.generate import GENERATORS, check_backend
+from landscape.generate import GENERATORS, check_backend, get_generator
 from landscape.generate.tp import check_parallel
 from landscape.io import is_local
 from landscape.judges.base import stop_strings
@@ -154,6 +154,19 @@ class GridConfig(JudgeOptions, ModelOptions):
     def on_world(self) -> bool:
         """Whether the run is on the default world's pair (no model named)."""
         return self.aligned is None
+
+    def generator(self, model, tokenizer, stop_at: list[str] | None = None):
+        """The run's generator over `model`, with this config's generation settings."""
+        return get_generator(
+            self.backend,
+            model,
+            tokenizer,
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            system_prompt=self.system_prompt,
+            stop_at=stop_at,
+        )
 
     def validate(self) -> None:
         """Every check that needs no model: a bad flag fails before anything is written."""

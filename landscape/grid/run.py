@@ -15,7 +15,6 @@ from landscape import scope
 from landscape.coherence import Calibration, answer_nll, calibrate, calibrate_cut
 from landscape.directions.sources import FINETUNED
 from landscape.errors import LandscapeError
-from landscape.generate import get_generator
 from landscape.generate.base import cut_at_stop
 from landscape.grid.adaptive import run_search
 from landscape.grid.config import GridConfig, run_config, stop_at
@@ -140,16 +139,7 @@ def _start(
         "offload": plan,
     }
     check_same_models(store, env)
-    gen = get_generator(
-        cfg.backend,
-        model,
-        tokenizer,
-        batch_size=cfg.batch_size,
-        max_new_tokens=cfg.max_new_tokens,
-        temperature=cfg.temperature,
-        system_prompt=cfg.system_prompt,
-        stop_at=stops,
-    )
+    gen = cfg.generator(model, tokenizer, stops)
     gen.check_lengths(prompts + (utility.prompts if utility else []))
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
