@@ -334,10 +334,84 @@ def run_step(step: Step, log_dir: Path, env: dict) -> float:
     return seconds
 
 
-def copy_records(runs: Path) -> None:
-    """Small records of every run beside the figures: grid config/summary/points, fine-tuning
-    config/result, comparison tables. Models, adapters and generations stay in `runs`."""
-    dest = HERE / "runs"
+def _done(step: Step) -> bool:
+    """Whether a run step's work is already in its `--out` (a killed or repeated run then only
+    checks it), so that its time of record stays the one of the run that did the work."""
+    if step.kind != "run" or "--out" not in step.args:
+        return False
+    out = Path(step.args[step.args.index("--out") + 1])
+    marks = ("summary.json", "metrics.json", "table.md", "test.jsonl")
+    return out.is_file() or any((out / m).exists() for m in marks)
+
+
+def run_plan(
+    folder: Path,
+    title: str,
+    intro: list[str],
+    plan: list[Step],
+    log_dir: Path,
+    env: dict,
+    records: tuple[Path, list[str]] | None = None,
+) -> int:
+    """Run a plan whose outputs live in `folder` (a part of the figures with a README of its
+    own): each step in turn, then `folder/README.md` with every command and its seconds and
+    `folder/timing.json`. A step already done keeps the seconds of the run that did it.
+    `records`: (runs folder, run names) whose small records are copied to `folder/runs/`."""
+    folder.mkdir(exist_ok=True)
+    record = folder / "timing.json"
+    before = json.loads(record.read_text())["steps"] if record.exists() else {}
+    seconds, earlier = [], set()
+    for i, step in enumerate(plan, 1):
+        print(f"[{i}/{len(plan)}] {step.name}: {command_text(step)}", flush=True)
+        done = _done(step)
+        sec = run_step(step, log_dir, env)
+        print(f"    {sec:.0f} s", flush=True)
+        if done and step.name in before:
+            sec = before[step.name]
+            earlier.add(step.name)
+        seconds.append(sec)
+    lines = [
+        f"# {title}",
+        "",
+        *intro,
+        "",
+        f"Work in all: {sum(seconds) / 60:.1f} min on {os.cpu_count()} CPU cores; load "
+        f"average {os.getloadavg()[0]:.2f} at the end of the last run. Each step's seconds are "
+        "those of the run that did its work (* : an earlier run; the last one found it done).",
+        "",
+        "| step | command | seconds | makes |",
+        "|---|---|---:|---|",
+    ]
+    for step, sec in zip(plan, seconds):
+        mark = " *" if step.name in earlier else ""
+        lines.append(f"| {step.name} | `{command_text(step)}` | {sec:.0f}{mark} | {step.outputs} |")
+    (folder / "README.md").write_text("\n".join(lines) + "\n")
+    timing = {"steps": {s.name: round(t, 1) for s, t in zip(plan, seconds)}}
+    record.write_text(
+        json.dumps({**timing, "total_seconds": round(sum(seconds), 1)}, indent=2) + "\n"
+    )
+    if records is not None:
+        copy_records(*records, folder / "runs")
+    return 0
+
+
+RECORDS = (
+    "toy-aligned-harm",
+    "toy-aligned",
+    "toy-harm",
+    "toy-benign",
+    "toy-random",
+    "compare-sst2",
+    "compare-gsm8k",
+    "lambda",
+    "lr",
+)
+
+
+def copy_records(runs: Path, names=RECORDS, dest: Path = HERE / "runs") -> None:
+    """Small records of the runs `names` beside the figures: grid config/summary/points,
+    fine-tuning config/result, comparison tables. Models, adapters and generations stay in
+    `runs`."""
     keep = {
         "config.json",
         "summary.json",
@@ -350,17 +424,7 @@ def copy_records(runs: Path) -> None:
         "diagnostics.json",
         "table.md",
     }
-    for name in (
-        "toy-aligned-harm",
-        "toy-aligned",
-        "toy-harm",
-        "toy-benign",
-        "toy-random",
-        "compare-sst2",
-        "compare-gsm8k",
-        "lambda",
-        "lr",
-    ):
+    for name in names:
         src = runs / name
         if (dest / name).exists():
             shutil.rmtree(dest / name)
@@ -457,6 +521,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="the fine-tuning trajectories instead (figures/trajectory-*/; needs the toy grids)",
     )
+    p.add_argument(
+        "--controls",
+        action="store_true",
+        help="AsFT against its controls on three toy pairs, the λ frontiers and the seven "
+        "Table 2 rows instead (figures/controls/)",
+    )
+    p.add_argument(
+        "--coherence",
+        action="store_true",
+        help="basin edges with coherence and utility on three toy pairs, and the fine edges, "
+        "instead (figures/coherence/)",
+    )
     a = p.parse_args(argv)
     runs = a.runs.resolve()
     log_dir = runs / "logs"
@@ -466,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
         import smollm2
 
         return smollm2.main(runs, log_dir, env)
+    if a.controls or a.coherence:
+        import pairs
+
+        return pairs.main("controls" if a.controls else "coherence", runs, log_dir, env)
     if a.trajectories:
         trajectories(runs, log_dir, env)
         return 0

@@ -8,11 +8,9 @@ folders go to `--runs`, the figures and tables to figures/smollm2/.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
-from make import REPO, Step, command_text, run_step
+from make import REPO, Step, run_plan
 
 HERE = Path(__file__).resolve().parent / "smollm2"
 DATA = REPO.parent / "shared" / "data"
@@ -242,56 +240,11 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
     return s
 
 
-def _done(step: Step) -> bool:
-    """Whether a run step's work is already in its `--out` (a killed or repeated run then only
-    checks it), so that its time of record stays the one of the run that did the work."""
-    if step.kind != "run" or "--out" not in step.args:
-        return False
-    out = Path(step.args[step.args.index("--out") + 1])
-    marks = ("summary.json", "metrics.json", "table.md", "test.jsonl")
-    return out.is_file() or any((out / m).exists() for m in marks)
-
-
-def write_readme(plan: list[Step], seconds: list[float], earlier: set[str]) -> None:
-    lines = [
-        "# figures/smollm2/",
-        "",
+def main(runs: Path, log_dir: Path, env: dict) -> int:
+    intro = [
         "The SmolLM2 safety pair: SmolLM2-135M-Instruct and the same model aligned by",
         "`python -m landscape.align`, measured by the project's own commands on CPU. Made by",
         "",
         "    python figures/make.py --smollm2",
-        "",
-        f"Work in all: {sum(seconds) / 60:.1f} min on {os.cpu_count()} CPU cores; load "
-        f"average {os.getloadavg()[0]:.2f} at the end of the last run. Each step's seconds are "
-        "those of the run that did its work (* : an earlier run; the last one found it done).",
-        "",
-        "| step | command | seconds | makes |",
-        "|---|---|---:|---|",
     ]
-    for step, sec in zip(plan, seconds):
-        mark = " *" if step.name in earlier else ""
-        lines.append(f"| {step.name} | `{command_text(step)}` | {sec:.0f}{mark} | {step.outputs} |")
-    (HERE / "README.md").write_text("\n".join(lines) + "\n")
-
-
-def main(runs: Path, log_dir: Path, env: dict) -> int:
-    HERE.mkdir(exist_ok=True)
-    plan = steps(runs)
-    record = HERE / "timing.json"
-    before = json.loads(record.read_text())["steps"] if record.exists() else {}
-    seconds, earlier = [], set()
-    for i, step in enumerate(plan, 1):
-        print(f"[{i}/{len(plan)}] {step.name}: {command_text(step)}", flush=True)
-        done = _done(step)
-        sec = run_step(step, log_dir, env)
-        print(f"    {sec:.0f} s", flush=True)
-        if done and step.name in before:
-            sec = before[step.name]
-            earlier.add(step.name)
-        seconds.append(sec)
-    write_readme(plan, seconds, earlier)
-    timing = {"steps": {s.name: round(t, 1) for s, t in zip(plan, seconds)}}
-    record.write_text(
-        json.dumps({**timing, "total_seconds": round(sum(seconds), 1)}, indent=2) + "\n"
-    )
-    return 0
+    return run_plan(HERE, "figures/smollm2/", intro, steps(runs), log_dir, env)
