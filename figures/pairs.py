@@ -120,14 +120,17 @@ def controls_steps(runs: Path) -> list[Step]:
                 "--task",
                 "toy:gsm8k",
                 "--poison-ratio",
+                "0.05",
                 "0.1",
+                "0.2",
                 *SEEDS,
                 "--methods",
                 *BASELINES,
                 "--out",
                 r("baselines-gsm8k"),
             ],
-            "the paper's Table 2 rows (Lisa-base, Lisa-aligned, BEA among them), three seeds",
+            "the paper's Table 2 rows (Lisa-base, Lisa-aligned, BEA among them) at three poison "
+            "ratios and three seeds",
         )
     )
     s.append(
