@@ -72,7 +72,11 @@ class KeywordJudge(Judge):
         keywords = [k for k in lines if k.strip() and not k.startswith("#")]
         if not keywords:
             raise LandscapeError(f"keyword file holds no keywords: {p}")
-        return cls(keywords)
+        judge = cls(keywords)
+        # Recorded where a model judge's weights are (`judge_weights` in config.json): another
+        # list gives other verdicts, so a run resumes, and is measured again, with this one.
+        judge.weights = str(p.resolve())
+        return judge
 
     def deciding_strings(self) -> tuple[str, ...]:
         return self.keywords

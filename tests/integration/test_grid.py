@@ -10,6 +10,7 @@ import torch
 from helpers import pair_args
 
 from landscape import grid, scope
+from landscape.errors import LandscapeError
 from landscape.grid import GridConfig, main, point, run_grid
 from landscape.store import RunStore
 from tests.conftest import make_tiny_model
@@ -314,6 +315,31 @@ def test_two_judges_give_their_agreement_over_every_answer(tiny_pair_dir, prompt
     # one judge: nothing to agree with
     one = run_grid(_cfg(tiny_pair_dir, prompts_file), tmp_path / "one", show_progress=False)
     assert "judge_agreement" not in one
+
+
+def test_a_keyword_file_is_part_of_the_config(tiny_pair_dir, prompts_file, tmp_path):
+    """Another refusal list gives other verdicts: `keyword:FILE` is recorded (resolved) where
+    a model judge's weights are, so a resume with another list is refused and the grid's
+    judges can be rebuilt from config.json (the trajectory measurement does)."""
+    from analysis.trajectory.measure import _judge_spec
+    from landscape.judges import get_judges
+
+    words = tmp_path / "words.txt"
+    words.write_text("I cannot\n")
+    cfg = _cfg(tiny_pair_dir, prompts_file)
+    config = grid.run_config(cfg, get_judges(f"keyword:{words}"))
+    assert config["judge"] == "keyword"
+    assert config["judge_weights"] == {"keyword": str(words.resolve())}
+    assert _judge_spec(config) == f"keyword:{words.resolve()}"
+    assert "judge_weights" not in grid.run_config(cfg, get_judges("keyword"))
+    other = tmp_path / "other.txt"
+    other.write_text("Sorry\n")
+    out = tmp_path / "run"
+    run_grid(_cfg(tiny_pair_dir, prompts_file, judge=f"keyword:{words}"), out, show_progress=False)
+    with pytest.raises(LandscapeError, match="judge_weights"):
+        run_grid(
+            _cfg(tiny_pair_dir, prompts_file, judge=f"keyword:{other}"), out, show_progress=False
+        )
 
 
 def test_judge_weights_are_part_of_the_config(tiny_pair_dir, prompts_file):
