@@ -1,9 +1,15 @@
-"""Batched generation with transformers' `model.generate` (the default backend).
+"""Batched generation with transformers (the default backend).
 
-With stop strings, transformers' own `StopStringCriteria` ends each row as soon as one of
-them appears (a finished row is padded until the whole batch is done, and the batch stops
-when every row has); a thin wrapper remembers at which token each row stopped, so that its
-answer is decoded from there and not from the padding."""
+Without stop strings, and for sampling, batches go through `model.generate`. Greedy decoding
+with stop strings goes through `compact.decode`, a loop of the model's forward that drops each
+row from the batch (and its KV cache) as soon as its stop string appears or it ends, so that
+one answer that does not refuse no longer keeps its whole batch decoding; its answers are
+`generate`'s, token for token (see compact.py). Sampling stays with `generate` even with stop
+strings: its rows share one random stream, which dropping rows would change. There,
+transformers' own `StopStringCriteria` ends each row as soon as one of them appears (a finished
+row is padded until the whole batch is done, and the batch stops when every row has); a thin
+wrapper remembers at which token each row stopped, so that its answer is decoded from there
+and not from the padding."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import logging
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, StopStringCriteria
 
+from landscape.generate import compact
 from landscape.generate.base import Generator, batch_seed, cut_at_stop
 from landscape.prompts import render_chat
 
@@ -36,6 +43,9 @@ class HFGenerator(Generator):
         if tokenizer.pad_token is None:
             # Padding is masked out, so eos serves; load_model already does this for its tokenizers.
             tokenizer.pad_token = tokenizer.eos_token
+        # Decoding positions computed so far (one per row and step: `generate` decodes every
+        # row of a batch until its last row finishes, `compact.decode` only the running rows).
+        self.positions = 0
 
     def _generation_kwargs(self) -> dict:
         kw = {"max_new_tokens": self.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
@@ -74,8 +84,22 @@ class HFGenerator(Generator):
         return self._stops
 
     def _run(self, enc, gen_kw: dict, seed: int, batch: int, stop: bool):
-        """One batch through `model.generate`: the new tokens and, with `stop`, the number of
-        new tokens at which each row's stop string appeared (0 for a row that did not stop)."""
+        """One batch: the new tokens and, with `stop`, the number of new tokens at which each
+        row's stop string appeared (0 for a row that did not stop)."""
+        eos = compact.plain_greedy(self.model, gen_kw) if stop and self.temperature == 0 else None
+        if eos is not None:
+            # Greedy with stop strings: each row leaves the batch when it finishes. Sampling
+            # never gets here (dropping rows would change the random draws of the others).
+            new, at, decoded = compact.decode(
+                self.model,
+                enc,
+                self.max_new_tokens,
+                self.tokenizer.pad_token_id,
+                eos,
+                self._stop_criteria(),
+            )
+            self.positions += decoded
+            return new, at
         devices = [enc["input_ids"].device] if enc["input_ids"].device.type == "cuda" else []
         kw = dict(gen_kw)
         first = None
@@ -87,6 +111,7 @@ class HFGenerator(Generator):
             torch.manual_seed(batch_seed(seed, batch))
             out = self.model.generate(**enc, **kw)
         new = out[:, enc["input_ids"].shape[1] :]
+        self.positions += new.numel()
         at = first.stops(len(new)) if first is not None else [0] * len(new)
         return new, at
 

@@ -1,7 +1,8 @@
 """Early stopping at refusals on a tiny model with planted refusals: the HF backend's cut
 answers are the whole answers cut, so every verdict is that of full generation; the grid
 stores them marked `"stopped": "refusal"`, records the setting, and works with the search
-and with shards. (The vLLM backend's test is in test_vllm.py.)"""
+and with shards. (The vLLM backend's test is in test_vllm.py; the HF greedy loop that drops
+finished rows, in test_early_stop_compact.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 from helpers import PROMPTS, make_tiny_model, plant_refusal
 
+from landscape.generate import compact
 from landscape.generate.base import cut_at_stop
 from landscape.generate.hf import HFGenerator
 from landscape.grid import main
@@ -65,9 +67,13 @@ def test_cut_answers_are_the_whole_answers_cut(planted, tiny_tokenizer, batch_si
 
 
 def test_a_batch_ends_when_every_row_has_stopped(planted, tiny_tokenizer, monkeypatch):
+    """Through `generate` (sampling, or more than plain greedy search), a batch ends as soon
+    as its last row has stopped. (Plain greedy drops each row as it stops instead:
+    test_early_stop_compact.py.)"""
     gen = _gen(planted, tiny_tokenizer, batch_size=12)
     _, stopped = gen.generate_stopped(ASKED)
     refusing = [p for p, s in zip(ASKED, stopped) if s]
+    monkeypatch.setattr(compact, "plain_greedy", lambda model, gen_kw: None)
     lengths = []
     real = planted.generate
 
