@@ -13,14 +13,14 @@ perturbed model stops refusing, then breaks). SmolLM2-135M-Instruct by itself an
 every AdvBench request (keyword ASR ≈ 0.9), so it is asked with a system prompt that tells it
 to refuse harmful requests (about 0.6 at the origin, 1.0 by α = 0.25); `--pair BASE ALIGNED`
 adds a real safety pair (model folders, AdvBench prompts) along its aligned → base line. At
-each point the prompts are answered
-greedily twice, with the same weights: in full, and stopped at the keyword judge's refusal
-strings (transformers' stop strings, as `--early-stop` does); the order alternates from point
-to point. Reported per point: ASR, the share of answers cut, the positions decoded (rows ×
-decoding steps of each batch: what generation computes), the answer tokens kept, wall time
-and the agreement of the keyword verdicts (it must be 100 %). Goals: where most answers
-refuse (ASR ≤ 0.5), at least 3× fewer generated tokens; over the whole curve, at least 1.5×
-less wall time.
+each point the prompts are answered greedily twice, with the same weights: in full, and stopped
+at the keyword judge's refusal strings (as `--early-stop` does: greedy decoding that drops each
+row from its batch as soon as its refusal string appears or it ends); the order alternates from
+point to point. Reported per point: ASR, the share of answers cut, the positions decoded (one
+per row still decoding at each step, summed: what generation computes; in full, every row of a
+batch decodes until its last row ends), the answer tokens kept, wall time and the agreement of
+the keyword verdicts (it must be 100 %). Goals: where most answers refuse (ASR ≤ 0.5), at least
+3× fewer generated tokens; over the whole curve, at least 1.5× less wall time.
 
 Run it on a quiet machine (the load average at start is recorded). The default run takes
 about 10 minutes on 2 CPU cores, most of it SmolLM2 at 256 new tokens. SmolLM2 comes from the
@@ -66,27 +66,14 @@ def curve(name: str, model, args: argparse.Namespace):
     return d, alphas, f"random:1, layer norm, α 0 … {args.smollm2_range:g}"
 
 
-class _Positions:
-    """Counts what `model.generate` decodes: rows × new positions of each call."""
-
-    def __init__(self, model):
-        self.model, self.real, self.count = model, model.generate, 0
-        model.generate = self
-
-    def __call__(self, *a, **k):
-        out = self.real(*a, **k)
-        self.count += out.shape[0] * (out.shape[1] - k["input_ids"].shape[1])
-        return out
-
-
-def _generate(gen, tok, prompts, stop: bool, spy: _Positions) -> dict:
-    spy.count = 0
+def _generate(gen, tok, prompts, stop: bool) -> dict:
+    before = gen.positions
     t = time.perf_counter()
     answers, stopped = gen.generate_stopped(prompts, stop=stop)
     wall = time.perf_counter() - t
     kept = sum(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers)
-    return {"answers": answers, "stopped": stopped, "wall_s": wall, "positions": spy.count,
-            "answer_tokens": kept}  # fmt: skip
+    return {"answers": answers, "stopped": stopped, "wall_s": wall,
+            "positions": gen.positions - before, "answer_tokens": kept}  # fmt: skip
 
 
 def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) -> dict:
@@ -116,7 +103,6 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
                       system_prompt=system, stop_at=stop_strings([judge]))  # fmt: skip
     d, alphas, described = curve(name, model, args)
     theta0 = snapshot(model, d.names)
-    spy = _Positions(model)
     gen.generate(prompts[:2])  # one-off costs (allocator growth) outside the timings
     gen.generate(prompts[:2], stop=False)
     points = []
@@ -124,7 +110,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
         runs = {}
         with perturbed(model, {d: float(alpha)}, theta0=theta0):
             for mode in ("full", "early") if i % 2 == 0 else ("early", "full"):
-                runs[mode] = _generate(gen, tok, prompts, mode == "early", spy)
+                runs[mode] = _generate(gen, tok, prompts, mode == "early")
         full, early = runs["full"], runs["early"]
         vf, ve = judge.judge(prompts, full["answers"]), judge.judge(prompts, early["answers"])
         p = {
@@ -194,9 +180,10 @@ def report(res: dict) -> str:
     lines = [
         *common.head_lines("Early stopping at refusals vs full generation", res),
         "- each point: greedy HF generation of the same prompts with the same weights, in full "
-        "and stopped at the keyword judge's refusal strings (order alternating); positions = "
-        "rows × decoding steps per batch (what generation computes), answer tokens = tokens "
-        "kept; verdicts by the keyword judge",
+        "and stopped at the keyword judge's refusal strings, each row leaving its batch as it "
+        "stops (order alternating); positions = rows still decoding at each step, summed "
+        "(what generation computes; in full, a batch's rows decode until its last row ends), "
+        "answer tokens = tokens kept; verdicts by the keyword judge",
         f"- goals: at points with ASR ≤ {REFUSING:g}, ≥ {GOAL_TOKENS:g}× fewer generated "
         f"tokens; over the whole curve, ≥ {GOAL_WALL:g}× less wall time; verdicts 100 % equal",
         "",
