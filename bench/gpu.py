@@ -168,41 +168,29 @@ def perturb_times(model, names, dirs, coords, placement: str, reserve: int) -> d
 
 def generation(gen, tok, sets: dict, judge) -> list[dict]:
     """Full and early-stopped answers per prompt set: time, decoded positions, cut share."""
-    model = gen.model
-    real, count = model.generate, [0]
-
-    def spy(*a, **k):
-        out = real(*a, **k)
-        count[0] += out.shape[0] * (out.shape[1] - k["input_ids"].shape[1])
-        return out
-
-    model.generate = spy
-    device = next(model.parameters()).device
+    device = next(gen.model.parameters()).device
     rows = []
-    try:
-        # One-off costs outside the timings (allocator growth; the stop-string tables).
-        gen.generate(sets["mixed"][:2], stop=False)
-        gen.generate(sets["mixed"][:2])
-        for name, asked in sets.items():
-            runs = {}
-            for mode in ("full", "early"):
-                count[0] = 0
-                common.cuda_sync(device)
-                t = time.perf_counter()
-                answers, stopped = gen.generate_stopped(asked, stop=mode == "early")
-                common.cuda_sync(device)
-                runs[mode] = (time.perf_counter() - t, count[0], answers, stopped)
-            (tf, pf, af, _), (te, pe, ae, se) = runs["full"], runs["early"]
-            vf, ve = judge.judge(asked, af), judge.judge(asked, ae)
-            rows.append({
-                "prompts": name, "n": len(asked), "refused": 1 - sum(vf) / len(vf),
-                "cut": sum(se) / len(se), "full_s": tf, "early_s": te,
-                "full_answers_per_s": len(asked) / tf, "early_answers_per_s": len(asked) / te,
-                "full_positions": pf, "early_positions": pe,
-                "agreement": sum(x == y for x, y in zip(vf, ve)) / len(vf),
-            })  # fmt: skip
-    finally:
-        model.generate = real
+    # One-off costs outside the timings (allocator growth; the stop-string tables).
+    gen.generate(sets["mixed"][:2], stop=False)
+    gen.generate(sets["mixed"][:2])
+    for name, asked in sets.items():
+        runs = {}
+        for mode in ("full", "early"):
+            before = gen.positions  # rows actually decoded at each step, summed
+            common.cuda_sync(device)
+            t = time.perf_counter()
+            answers, stopped = gen.generate_stopped(asked, stop=mode == "early")
+            common.cuda_sync(device)
+            runs[mode] = (time.perf_counter() - t, gen.positions - before, answers, stopped)
+        (tf, pf, af, _), (te, pe, ae, se) = runs["full"], runs["early"]
+        vf, ve = judge.judge(asked, af), judge.judge(asked, ae)
+        rows.append({
+            "prompts": name, "n": len(asked), "refused": 1 - sum(vf) / len(vf),
+            "cut": sum(se) / len(se), "full_s": tf, "early_s": te,
+            "full_answers_per_s": len(asked) / tf, "early_answers_per_s": len(asked) / te,
+            "full_positions": pf, "early_positions": pe,
+            "agreement": sum(x == y for x, y in zip(vf, ve)) / len(vf),
+        })  # fmt: skip
     return rows
 
 
