@@ -206,3 +206,23 @@ def test_greedy_stop_without_its_string_gives_the_whole_answer(tiny_tokenizer):
     whole = gen.generate(ASKED, stop=False)
     gen._stops = Always()
     assert gen.generate_stopped(ASKED) == gen.finish(whole, stop=True)
+
+
+def test_the_loop_decodes_a_tiny_model_on_one_thread(tiny_tokenizer, monkeypatch):
+    tok = tiny_tokenizer
+    gen = _gen(_model(tok, eos=False), tok, batch_size=4)
+    real, during = compact.decode, []
+
+    def spy(*a):
+        during.append(torch.get_num_threads())
+        return real(*a)
+
+    monkeypatch.setattr(compact, "decode", spy)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        gen.generate_stopped(ASKED[:6])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert during == [1, 1]
