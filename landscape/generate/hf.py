@@ -28,7 +28,8 @@ SMALL_MODEL = 20_000_000  # parameters; below this, CPU decoding runs on one thr
 
 
 class HFGenerator(Generator):
-    """Left-padded batches through `model.generate`; greedy when temperature is 0, else sampling."""
+    """Left-padded batches, greedy when temperature is 0, else sampling; through
+    `model.generate`, or `compact.decode` for greedy decoding with stop strings."""
 
     def __init__(self, model, tokenizer, **options):
         """`options`: the Generator's (batch_size, max_new_tokens, temperature, top_p,
