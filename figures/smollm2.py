@@ -15,18 +15,20 @@ from make import REPO, Step, run_plan
 HERE = Path(__file__).resolve().parent / "smollm2"
 DATA = REPO.parent / "shared" / "data"
 DIRECTIONS = ("aligned", "harm", "benign", "random")
-# Ten times narrower than the field's 1-D setting (21 points on [-0.5, 0.5]): along the
-# layer-normalised harm direction every answer of this 135M model is already incoherent at
-# |α| = 0.05 (measured: 16 of 16 at both ±0.05, none harmful), so the field's range would
-# only show a broken model. The basin edges by adaptive search.
-ONE_D = ["--range", "-0.05", "0.05", "--steps", "21", "--epl-search"]
 # The pair's own scale: the aligned model is 0.0019 of the weights' norm from the base
-# (median per tensor 0.0018), the harmful fine-tune 0.0012 from the aligned one, so the
-# first step of ONE_D (0.005) is already 2.6 times the alignment's size. 21 points on
-# [-0.005, 0.005] put the base and the harmful fine-tune's distance inside the range.
+# (median per tensor 0.0018), the harmful fine-tune 0.0012 from the aligned one, and along
+# the layer-normalised harm direction every answer of this 135M model is already broken at
+# |α| = 0.05 (measured: 16 of 16 at both ±0.05, none harmful), so the field's range
+# (21 points on [-0.5, 0.5]) would only show a broken model. 21 points on [-0.005, 0.005]
+# put the base and the harmful fine-tune's distance inside the range; the basin edges by
+# adaptive search, every direction at the same scale.
 FINE = ["--range", "-0.005", "0.005", "--steps", "21", "--epl-search"]
-FINE_DIRECTIONS = ("aligned", "harm")
-TWO_D = ["--range", "-0.05", "0.05", "--steps", "5", "--n-prompts", "40"]
+# The random control also ten times wider: a basin that reaches 0.005 along random says
+# little until it is seen to reach much further.
+ONE_D = ["--range", "-0.05", "0.05", "--steps", "21", "--epl-search"]
+COARSE_DIRECTIONS = ("random",)
+# The aligned × harm plane at the same scale (the harmful fine-tune's own distance inside).
+TWO_D = ["--range", "-0.005", "0.005", "--steps", "5", "--n-prompts", "40"]
 GEN = ["--max-new-tokens", "48", "--batch-size", "16"]
 # One epoch over 400 samples (50 steps of LoRA r = 8 on q/v, the toolkit's defaults otherwise),
 # so that four fine-tunes and their evaluations fit the time budget on 2 cores.
@@ -61,7 +63,7 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
             "SmolLM2-135M-Instruct aligned by the toolkit, its harmful and benign fine-tunes",
         )
     ]
-    for d in DIRECTIONS:
+    for d in COARSE_DIRECTIONS:
         s.append(
             Step(
                 f"SmolLM2 1-D: {d}",
@@ -77,10 +79,10 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                     "--out",
                     r(f"smollm2-{d}"),
                 ],  # fmt: skip
-                f"basin edges along {d} (adaptive search, 80 held-out prompts)",
+                f"basin edges along {d} to ±0.05 (adaptive search, 80 held-out prompts)",
             )
         )
-    for d in FINE_DIRECTIONS:
+    for d in DIRECTIONS:
         s.append(
             Step(
                 f"SmolLM2 1-D fine: {d}",
@@ -96,7 +98,7 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                     "--out",
                     r(f"smollm2-{d}-fine"),
                 ],  # fmt: skip
-                f"basin edges along {d} at the pair's own scale (step 0.0005)",
+                f"basin edges along {d} at the pair's own scale (step 0.0005, 80 prompts)",
             )
         )
     s.append(
@@ -115,7 +117,7 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
                 "--out",
                 r("smollm2-aligned-harm"),
             ],  # fmt: skip
-            "5 × 5 points on [-0.05, 0.05]², 40 held-out prompts each",
+            "5 × 5 points on [-0.005, 0.005]², 40 held-out prompts each",
         )
     )
     arith = Path(runs, "smollm2-arith")
@@ -179,8 +181,8 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
             [
                 "-m",
                 "analysis.tables",
-                *(r(f"smollm2-{d}") for d in DIRECTIONS),
-                *(r(f"smollm2-{d}-fine") for d in FINE_DIRECTIONS),
+                *(r(f"smollm2-{d}-fine") for d in DIRECTIONS),
+                *(r(f"smollm2-{d}") for d in COARSE_DIRECTIONS),
                 r("smollm2-aligned-harm"),
                 "--out",
                 tables,
@@ -206,7 +208,7 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
             [
                 "-m",
                 "analysis.figures",
-                *(r(f"smollm2-{d}") for d in DIRECTIONS),
+                *(r(f"smollm2-{d}-fine") for d in DIRECTIONS),
                 "--kind",
                 "curve",
                 "--out",
@@ -220,8 +222,8 @@ def steps(runs: Path, data: Path = DATA) -> list[Step]:
             [
                 "-m",
                 "analysis.figures",
-                *(r(f"smollm2-{d}") for d in DIRECTIONS),
-                *(r(f"smollm2-{d}-fine") for d in FINE_DIRECTIONS),
+                *(r(f"smollm2-{d}-fine") for d in DIRECTIONS),
+                *(r(f"smollm2-{d}") for d in COARSE_DIRECTIONS),
                 "--kind",
                 "outcomes",
                 "--out",

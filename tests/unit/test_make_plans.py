@@ -56,7 +56,7 @@ def test_step_parses(plan, step, monkeypatch):
 def test_the_smollm2_plan_has_the_issue_measurements():
     names = [s.name for p, s in PLANS if p == "smollm2"]
     for d in ("aligned", "harm", "benign", "random"):
-        assert f"SmolLM2 1-D: {d}" in names
+        assert f"SmolLM2 1-D fine: {d}" in names
     assert "SmolLM2 AsFT vs SFT and controls" in names
     compare = next(s for p, s in PLANS if s.name == "SmolLM2 AsFT vs SFT and controls")
     assert "--controls" in compare.args
