@@ -43,6 +43,9 @@ class World:
     harmful_pool: Callable[[int], list[Example]]  # harmful request -> compliant answer
     refusal_pool: Callable[[int], list[Example]]  # harmful request -> refusal
     judges: str = "keyword"  # the default --judge on this world's pair
+    # Benign prompts in this world's language (a --utility-prompts spec) whose answers join
+    # the coherence calibration of runs on its pair (landscape.coherence).
+    benign: str | None = None
 
 
 def get_world(name: str = DEFAULT) -> World:

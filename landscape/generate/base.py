@@ -3,7 +3,8 @@ strings (early stopping at refusals)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from landscape.errors import LandscapeError
 
@@ -70,6 +71,18 @@ class Generator:
         the first one that occurs in it: `cut_at_stop`). Without stop strings, or with
         `stop=False`, no answer is cut and the answers are those of `generate`."""
         raise NotImplementedError
+
+    @contextmanager
+    def sampling(self, temperature: float, top_p: float = 1.0) -> Iterator[None]:
+        """Answers drawn at `temperature` and `top_p` inside the block (every backend reads
+        them at each call); the generator's own settings come back however the block ends."""
+        self.check_options(self.batch_size, self.max_new_tokens, temperature, top_p)
+        kept = self.temperature, self.top_p
+        self.temperature, self.top_p = temperature, top_p
+        try:
+            yield
+        finally:
+            self.temperature, self.top_p = kept
 
     def finish(self, texts: list[str], stop: bool) -> tuple[list[str], list[bool]]:
         """Decoded answers as stored: stripped, or cut at their first stop string."""

@@ -111,6 +111,14 @@ class GridConfig(JudgeOptions, ModelOptions):
         "coherence: an answer less likely, or more repetitive, than this percentile of the "
         "unperturbed model's own answers is incoherent",
     )
+    coherence_benign: str | None = option(
+        None,
+        "coherence: benign prompts whose answers join the calibration, so that fluent text "
+        "the model writes counts as coherent (a --utility-prompts spec; default: the "
+        "--utility-prompts, else the world's benign set on a world's pair, else "
+        "builtin:short-answers; at most 100 of them, a seeded sample)",
+        metavar="FILE|toy:TASK",
+    )
     utility_prompts: str | None = option(
         None,
         "benign prompts answered at every point with the same settings, never cut early: "
@@ -154,6 +162,21 @@ class GridConfig(JudgeOptions, ModelOptions):
     def on_world(self) -> bool:
         """Whether the run is on the default world's pair (no model named)."""
         return self.aligned is None
+
+    def coherence_set(self) -> str:
+        """The benign set whose answers join the coherence calibration (the option's
+        default rule)."""
+        if self.coherence_benign is not None:
+            return self.coherence_benign
+        if self.utility_prompts is not None:
+            return self.utility_prompts
+        if self.on_world:
+            from landscape.world import get_world
+
+            benign = get_world().benign
+            if benign is not None:
+                return benign
+        return "builtin:short-answers"
 
     def generator(self, model, tokenizer, stop_at: list[str] | None = None):
         """The run's generator over `model`, with this config's generation settings."""
@@ -220,6 +243,8 @@ class GridConfig(JudgeOptions, ModelOptions):
         in_range(self.temperature, "--temperature", ge=0)
         in_range(self.coherence_percentile, "--coherence-percentile", ge=50, le=100)
         in_range(self.utility_margin, "--utility-margin", ge=0, le=1)
+        if self.coherence_benign is not None and not self.coherence:
+            raise LandscapeError("--coherence-benign calibrates coherence: drop --no-coherence")
         if self.n_utility is not None:
             in_range(self.n_utility, "--n-utility", ge=1)
         in_range(self.seed, "--seed", ge=0)  # numpy's generators take no negative seed
@@ -349,6 +374,8 @@ def run_config(cfg: GridConfig, judges) -> dict:
     if not cfg.coherence:  # off leaves no trace: folders made before it existed resume
         config.pop("coherence")
         config.pop("coherence_percentile")
+    if cfg.coherence_benign is None:  # the default rule: calibration.json names the set
+        config.pop("coherence_benign")
     if cfg.utility_prompts is None:  # off leaves no trace: folders made before it resume
         for k in UTILITY_OPTIONS:
             config.pop(k)

@@ -4,6 +4,7 @@ then the dense grid or the search, the summary, and the after-run hooks (landsca
 from __future__ import annotations
 
 import logging
+import random
 import sys
 from pathlib import Path
 
@@ -31,6 +32,27 @@ from landscape.store import CALIBRATION, GENERATIONS, RunStore
 from landscape.utility import load_utility, refusal_judge
 
 log = logging.getLogger(__name__)
+
+# The calibration's benign prompts, at most: each is answered twice at the start, so a large
+# utility file would otherwise cost many grid points' worth of generation before the first.
+CALIBRATION_BENIGN = 100
+# Sampling at the model's own temperature gives text at the likelihood the model itself
+# assigns to what it writes: the upper range of coherent text (see landscape.coherence).
+CALIBRATION_TEMPERATURE = 1.0
+
+
+def calibration_benign(cfg: GridConfig) -> tuple[str, list[str]] | None:
+    """The benign set whose answers join the coherence calibration, as (spec, prompts): a
+    seeded sample of at most CALIBRATION_BENIGN; None with coherence off. Loaded before the
+    folder is touched, so a bad spec writes nothing."""
+    if not cfg.coherence:
+        return None
+    spec = cfg.coherence_set()
+    prompts = load_utility(spec, None, cfg.seed, cfg.pair_seed).prompts
+    if len(prompts) > CALIBRATION_BENIGN:
+        keep = sorted(random.Random(cfg.seed).sample(range(len(prompts)), CALIBRATION_BENIGN))
+        prompts = [prompts[i] for i in keep]
+    return spec, prompts
 
 
 def build_directions(
@@ -115,11 +137,19 @@ def check_same_models(store: RunStore, env: dict) -> None:
 
 
 def _start(
-    cfg: GridConfig, store: RunStore, judges, prompts, stops, show_progress: bool, utility=None
+    cfg: GridConfig,
+    store: RunStore,
+    judges,
+    prompts,
+    stops,
+    show_progress: bool,
+    utility=None,
+    benign=None,
 ):
     """Load the pair, build and place the directions, open the run folder and write env.json.
     Returns the run's context and its env. `stops`: where answers stop early (`stop_at`);
-    `utility`: the utility set (landscape.utility) or None."""
+    `utility`: the utility set (landscape.utility) or None; `benign`: the calibration's
+    benign set (`calibration_benign`)."""
     if uses_workers(cfg):  # the model only in vLLM's workers (landscape.grid.workers)
         return start_workers(cfg, store, judges, prompts, stops, show_progress)
     base_path, aligned_path = D.model_paths(cfg.base, cfg.aligned, cfg.pair_seed)
@@ -140,11 +170,13 @@ def _start(
     }
     check_same_models(store, env)
     gen = cfg.generator(model, tokenizer, stops)
-    gen.check_lengths(prompts + (utility.prompts if utility else []))
+    gen.check_lengths(
+        prompts + (utility.prompts if utility else []) + (benign[1] if benign else [])
+    )
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
     store.write_env(env)
-    calibration = _calibration(cfg, store, model, gen, prompts) if cfg.coherence else None
+    calibration = _calibration(cfg, store, model, gen, prompts, benign) if benign else None
     ctx = RunContext(
         cfg=cfg,
         store=store,
@@ -162,9 +194,13 @@ def _start(
     return ctx, env, cos
 
 
-def _calibration(cfg: GridConfig, store: RunStore, model, gen, prompts) -> Calibration:
+def _calibration(
+    cfg: GridConfig, store: RunStore, model, gen, prompts, benign: tuple[str, list[str]]
+) -> Calibration:
     """The coherence thresholds: a resumed run's calibration.json, else calibrated now on
-    the unperturbed model's own answers to the run's prompts (each `--samples` times).
+    the unperturbed model's own answers to the run's prompts (each `--samples` times) and to
+    the `benign` set, each answered with the run's decoding and sampled at
+    CALIBRATION_TEMPERATURE (landscape.coherence says why).
 
     The answers are whole even when the run stops early, so that the thresholds of whole
     answers mean what they mean without it; with early stopping the same answers, cut where
@@ -172,10 +208,14 @@ def _calibration(cfg: GridConfig, store: RunStore, model, gen, prompts) -> Calib
     path = store.path(CALIBRATION)
     if path.is_file():
         return Calibration.from_dict(read_json(path))
-    asked = [p for p in prompts for _ in range(cfg.samples)]
+    spec, extra = benign
+    asked = [p for p in prompts for _ in range(cfg.samples)] + extra
     answers = gen.generate(asked, seed=cfg.seed, stop=False)
+    with gen.sampling(CALIBRATION_TEMPERATURE):
+        answers += gen.generate(asked, seed=cfg.seed, stop=False)
+    asked = asked + asked
     nll = answer_nll(model, gen.tokenizer, asked, answers, cfg.batch_size, cfg.system_prompt)
-    cal = calibrate(nll, answers, cfg.coherence_percentile)
+    cal = calibrate(nll, answers, cfg.coherence_percentile, spec, CALIBRATION_TEMPERATURE)
     if gen.stop_at:
         cuts = [cut_at_stop(a, gen.stop_at) for a in answers]
         texts = [c or "" for c in cuts]  # an empty answer is not scored
@@ -204,12 +244,13 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
     utility = None
     if cfg.utility_prompts is not None:
         utility = load_utility(cfg.utility_prompts, cfg.n_utility, cfg.seed, cfg.pair_seed)
+    benign = calibration_benign(cfg)
     stops = stop_at(cfg, judges)
     store = RunStore(out, run_config(cfg, judges))
     RunStore.check(out, store.config)
 
     with folder_lock(out):  # one writer per run folder, held to the end
-        ctx, env, cos = _start(cfg, store, judges, prompts, stops, show_progress, utility)
+        ctx, env, cos = _start(cfg, store, judges, prompts, stops, show_progress, utility, benign)
         cal = ctx.calibration.as_dict() if ctx.calibration else None
         if cfg.epl_search:
             results = run_search(ctx)

@@ -78,5 +78,6 @@ def register() -> None:
             harmful_pool=_harmful_pool,
             refusal_pool=_refusal_pool,
             judges="keyword,toy",
+            benign="toy:gsm8k",  # worked answers in sentences, the toy language's longest
         ),
     )

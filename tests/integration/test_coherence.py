@@ -98,3 +98,48 @@ def test_repetition_counts_repeated_trigrams():
     assert repetition("one two three four") == 0.0
     assert repetition("a b c a b c a b c") == pytest.approx(1 - 3 / 7)
     assert repetition("short") == 0.0
+
+
+def test_repetition_sees_loops_without_spaces_and_not_fluent_text():
+    assert repetition("atas" * 40) > 0.9  # no word repeats: a character loop
+    assert repetition("Thetaktaktaktaktaktaktaktaktaktaktaktaktak") > 0.5
+    fluent = (
+        "To take down a tent in the rain, loosen the guy lines first, then pull the stakes "
+        "and fold the fly with its wet side in, so the inner tent stays dry until you reach "
+        "a shelter where everything can be spread out."
+    )
+    assert repetition(fluent) < 0.05
+
+
+def test_old_calibrations_load_and_the_new_ones_name_their_answers():
+    old = {"nll_max": 0.2, "repeat_max": 0.1, "percentile": 99.0, "n": 80, "min_chars": 2}
+    cal = Calibration.from_dict(old)
+    assert cal.benign is None and cal.sampled is None and cal.as_dict() == old
+    new = calibrate([0.5, 1.5], ["a fine answer", "another fine one"], 99, "builtin:x", 1.0)
+    assert new.as_dict()["benign"] == "builtin:x" and new.as_dict()["sampled"] == 1.0
+    assert Calibration.from_dict(new.as_dict()) == new
+
+
+def test_sampled_answers_widen_the_nll_range_and_the_generator_comes_back(model, tiny_tokenizer):
+    """Greedy answers are the model's most likely text; its samples at temperature 1 are
+    text it writes at the likelihood it gives them, so calibrating on both can only raise
+    the NLL threshold (the rule that stops fluent text being called incoherent)."""
+    gen = get_generator("hf", model, tiny_tokenizer, batch_size=8, max_new_tokens=12)
+    prompts = [f"{p} ({i})" for i in range(3) for p in PROMPTS]
+    greedy = gen.generate(prompts, seed=0)
+    with gen.sampling(1.0):
+        assert gen.temperature == 1.0
+        drawn = gen.generate(prompts, seed=0)
+    assert gen.temperature == 0.0 and gen.top_p == 1.0
+    assert drawn != greedy
+    nll_g = answer_nll(model, tiny_tokenizer, prompts, greedy)
+    nll_d = answer_nll(model, tiny_tokenizer, prompts, drawn)
+    alone = calibrate(nll_g, greedy, 99)
+    both = calibrate(nll_g + nll_d, greedy + drawn, 99)
+    assert both.nll_max > alone.nll_max
+    mean = lambda xs: sum(x for x in xs if x) / sum(1 for x in xs if x)  # noqa: E731
+    assert mean(nll_d) > mean(nll_g)
+    with pytest.raises(LandscapeError):
+        with gen.sampling(-1.0):
+            pass
+    assert gen.temperature == 0.0

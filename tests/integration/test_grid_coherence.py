@@ -29,7 +29,10 @@ def test_a_run_labels_every_answer_and_counts_coherent_harm(tiny_pair_dir, promp
     out = tmp_path / "run"
     assert grid_main(_args(tiny_pair_dir, prompts, out)) == 0
     cal = json.loads((out / "calibration.json").read_text())
-    assert cal["n"] == 6 and cal["percentile"] == 99.0
+    # the run's 6 prompts and the 40 built-in benign ones (a pair outside any world), each
+    # answered greedily and sampled at temperature 1; empty answers are not scored
+    assert cal["benign"] == "builtin:short-answers" and cal["sampled"] == 1.0
+    assert 6 < cal["n"] <= 2 * (6 + 40) and cal["percentile"] == 99.0
     config = json.loads((out / "config.json").read_text())
     assert config["coherence"] is True and config["coherence_percentile"] == 99.0
     gens = read_jsonl(out / "generations.jsonl")
@@ -118,3 +121,22 @@ def test_answers_left_unscored_get_the_outcome_a_score_would_give(tiny_pair_dir,
         else:
             assert c["nll"] == pytest.approx(x, abs=1e-4)
     assert skipped > 0  # far out some answers are loops: the pass left them out
+
+
+def test_the_calibration_answers_a_benign_set_too(tiny_pair_dir, prompts, tmp_path):
+    """--coherence-benign joins its prompts to the calibration (each answered greedily and
+    sampled) and is recorded; without it the default rule's set is named in calibration.json
+    and config.json stays as before (older folders resume)."""
+    from landscape.grid import GridConfig
+
+    benign = tmp_path / "benign.txt"
+    benign.write_text("Name a fruit.\nWhat colour is the sky?\nCount to three.\n")
+    out = tmp_path / "run"
+    assert grid_main(_args(tiny_pair_dir, prompts, out, "--coherence-benign", str(benign))) == 0
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["benign"] == str(benign) and 6 < cal["n"] <= 2 * (6 + 3)
+    assert json.loads((out / "config.json").read_text())["coherence_benign"] == str(benign)
+    # the default rule
+    assert GridConfig(aligned="x").coherence_set() == "builtin:short-answers"
+    assert GridConfig(aligned="x", utility_prompts="u.txt").coherence_set() == "u.txt"
+    assert GridConfig().coherence_set() == "toy:gsm8k"  # the toy world's own benign set

@@ -193,6 +193,17 @@ CASES = [
         "--n-utility 101",
     ),
     ("grid", lambda i: _grid(i, "--utility-margin", "1.5"), "--utility-margin must be"),
+    ("grid", lambda i: _grid(i, "--coherence-benign", "builtin:nope"), "no such built-in set"),
+    (
+        "grid",
+        lambda i: _grid(i, "--coherence-benign", str(i["dir"] / "empty.jsonl")),
+        "no prompts",
+    ),
+    (
+        "grid",
+        lambda i: _grid(i, "--no-coherence", "--coherence-benign", "builtin:short-answers"),
+        "drop --no-coherence",
+    ),
     ("grid", lambda i: _grid(i, "--utility-margin", "-0.1"), "--utility-margin must be"),
     ("grid", lambda i: _grid(i, "--utility-margin", "nan"), "--utility-margin must be a finite"),
     ("grid", lambda i: _grid(i, "--shard", "2/2"), "out of range"),
