@@ -235,8 +235,9 @@ def steps(runs: Path) -> list[Step]:
 def trajectory_steps(runs: Path) -> list[Step]:
     """Fine-tuning trajectories on the toy landscapes: SFT, AsFT with its two controls and
     the baselines on toy:gsm8k at three seeds, snapshots every 10 steps, placed and measured
-    on the aligned × harm plane, and placed on the 1-D harm curve. Needs the grids of
-    `steps` (`toy-aligned-harm`, `toy-harm`) in `runs`."""
+    on the aligned × harm plane and on the same plane at a twenty-fifth of its range, and
+    placed on the 1-D harm curve. Needs the grids of `steps` (`toy-aligned-harm`,
+    `toy-harm`) in `runs`."""
     r = lambda *parts: str(Path(runs, *parts))  # noqa: E731
     compare = r("compare-gsm8k-trajectory")
     return [
@@ -280,6 +281,37 @@ def trajectory_steps(runs: Path) -> list[Step]:
                 str(HERE / "trajectory-aligned-harm"),
             ],
             "`trajectory-aligned-harm/`: tables per method, summary.json, trajectory.{png,pdf,html}",
+            "figure",
+        ),
+        Step(
+            "2-D grid: aligned × harm, fine",
+            [
+                "-m",
+                "landscape.grid",
+                "--dirs",
+                "aligned",
+                "harm",
+                "--range",
+                "-0.01",
+                "0.01",
+                "--out",
+                r("toy-aligned-harm-fine"),
+            ],
+            "the default plane at a twenty-fifth of its range (step 0.002), where the "
+            "fine-tunes' in-plane coordinates lie",
+        ),
+        Step(
+            "trajectories on the fine aligned × harm plane, measured",
+            [
+                "-m",
+                "analysis.trajectory",
+                r("toy-aligned-harm-fine"),
+                compare,
+                "--measure",
+                "--out",
+                str(HERE / "trajectory-aligned-harm-fine"),
+            ],
+            "`trajectory-aligned-harm-fine/`: the same snapshots on the fine plane",
             "figure",
         ),
         Step(
