@@ -57,6 +57,14 @@ def tiny_pair_dir(tmp_path, tiny_tokenizer):
     return paths
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path_factory, monkeypatch):
+    """Tests never write into the user's cache (runs keep their coherence calibration
+    there): without $LANDSCAPE_CACHE each test gets a folder of its own."""
+    if not os.environ.get("LANDSCAPE_CACHE"):
+        monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture(scope="session")
 def toy_cache(tmp_path_factory):
     """Where the toy pair lives for slow tests: $LANDSCAPE_CACHE when set (CI sets a fresh

@@ -3,6 +3,8 @@ then the dense grid or the search, the summary, and the after-run hooks (landsca
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import random
 import sys
@@ -23,7 +25,7 @@ from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
 from landscape.grid.workers import start_workers, uses_workers
-from landscape.io import check_writable, folder_lock, read_json, read_jsonl
+from landscape.io import cache_dir, check_writable, folder_lock, read_json, read_jsonl, write_json
 from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
@@ -176,7 +178,9 @@ def _start(
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
     store.write_env(env)
-    calibration = _calibration(cfg, store, model, gen, prompts, benign) if benign else None
+    calibration = None
+    if benign:
+        calibration = _calibration(cfg, store, model, gen, prompts, benign, env)
     ctx = RunContext(
         cfg=cfg,
         store=store,
@@ -194,13 +198,45 @@ def _start(
     return ctx, env, cos
 
 
+def _calibration_key(cfg: GridConfig, gen, prompts, benign, env: dict) -> str:
+    """Everything a calibration depends on: the unperturbed weights where they run, every
+    prompt it answers, the settings that shape the answers and the thresholds, the rule."""
+    ident = {
+        "rule": "run+benign, run decoding+sampled",
+        "sampled": CALIBRATION_TEMPERATURE,
+        "model": env["fingerprint_aligned"],
+        "dtype": env["dtype"],
+        "device": env["device"],
+        "backend": cfg.backend,
+        "batch_size": cfg.batch_size,  # rounding in a batch depends on its size
+        "prompts": prompts,
+        "samples": cfg.samples,
+        "benign": benign,
+        "max_new_tokens": cfg.max_new_tokens,
+        "temperature": cfg.temperature,
+        "system_prompt": cfg.system_prompt,
+        "seed": cfg.seed,
+        "percentile": cfg.coherence_percentile,
+        "stops": list(gen.stop_at),
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+
+
 def _calibration(
-    cfg: GridConfig, store: RunStore, model, gen, prompts, benign: tuple[str, list[str]]
+    cfg: GridConfig,
+    store: RunStore,
+    model,
+    gen,
+    prompts,
+    benign: tuple[str, list[str]],
+    env: dict,
 ) -> Calibration:
-    """The coherence thresholds: a resumed run's calibration.json, else calibrated now on
-    the unperturbed model's own answers to the run's prompts (each `--samples` times) and to
-    the `benign` set, each answered with the run's decoding and sampled at
-    CALIBRATION_TEMPERATURE (landscape.coherence says why).
+    """The coherence thresholds: a resumed run's calibration.json; else the same
+    calibration made by an earlier run (kept in the cache under everything it depends on,
+    so the curves of one model share one); else calibrated now on the unperturbed model's
+    own answers to the run's prompts (each `--samples` times) and to the `benign` set, each
+    answered with the run's decoding and sampled at CALIBRATION_TEMPERATURE
+    (landscape.coherence says why).
 
     The answers are whole even when the run stops early, so that the thresholds of whole
     answers mean what they mean without it; with early stopping the same answers, cut where
@@ -208,6 +244,25 @@ def _calibration(
     path = store.path(CALIBRATION)
     if path.is_file():
         return Calibration.from_dict(read_json(path))
+    cached = (
+        cache_dir() / "calibrations" / f"{_calibration_key(cfg, gen, prompts, benign, env)}.json"
+    )
+    if cached.is_file():
+        cal = Calibration.from_dict(read_json(cached))
+        store.write_json(CALIBRATION, cal.as_dict())
+        log.info("coherence thresholds of an earlier run on the same model and prompts: %s", cached)
+        return cal
+    cal = _calibrate_now(cfg, model, gen, prompts, benign)
+    store.write_json(CALIBRATION, cal.as_dict())
+    try:  # a cache that cannot be written costs the next run the pass, nothing more
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_json(cached, cal.as_dict())
+    except OSError as e:
+        log.warning("coherence calibration not cached (%s): %s", cached, e)
+    return cal
+
+
+def _calibrate_now(cfg: GridConfig, model, gen, prompts, benign) -> Calibration:
     spec, extra = benign
     asked = [p for p in prompts for _ in range(cfg.samples)] + extra
     answers = gen.generate(asked, seed=cfg.seed, stop=False)
@@ -221,7 +276,6 @@ def _calibration(
         texts = [c or "" for c in cuts]  # an empty answer is not scored
         cut_nll = answer_nll(model, gen.tokenizer, asked, texts, cfg.batch_size, cfg.system_prompt)
         cal = calibrate_cut(cal, cut_nll, cuts)
-    store.write_json(CALIBRATION, cal.as_dict())
     log.info("coherence thresholds from %d unperturbed answers: %s", cal.n, cal.as_dict())
     return cal
 

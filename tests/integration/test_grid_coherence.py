@@ -140,3 +140,28 @@ def test_the_calibration_answers_a_benign_set_too(tiny_pair_dir, prompts, tmp_pa
     assert GridConfig(aligned="x").coherence_set() == "builtin:short-answers"
     assert GridConfig(aligned="x", utility_prompts="u.txt").coherence_set() == "u.txt"
     assert GridConfig().coherence_set() == "toy:gsm8k"  # the toy world's own benign set
+
+
+def test_runs_on_the_same_model_and_prompts_share_one_calibration(
+    tiny_pair_dir, prompts, tmp_path, monkeypatch
+):
+    """The calibration is kept in the cache under everything it depends on: a second run
+    with another direction takes it without generating, one with another percentile makes
+    its own."""
+    from landscape.grid import run as grid_run
+
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    real = grid_run._calibrate_now
+    monkeypatch.setattr(
+        grid_run, "_calibrate_now", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    assert grid_main(_args(tiny_pair_dir, prompts, tmp_path / "a")) == 0
+    assert grid_main(_args(tiny_pair_dir, prompts, tmp_path / "b", "--dirs", "random:7")) == 0
+    assert len(calls) == 1
+    a, b = (json.loads((tmp_path / x / "calibration.json").read_text()) for x in "ab")
+    assert a == b
+    out = tmp_path / "c"
+    assert grid_main(_args(tiny_pair_dir, prompts, out, "--coherence-percentile", "90")) == 0
+    assert len(calls) == 2
+    assert json.loads((out / "calibration.json").read_text())["percentile"] == 90.0
