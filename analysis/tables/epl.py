@@ -172,7 +172,8 @@ def _run_rows(run: Path, judge: str | None) -> list[dict]:
 def _coherence_columns(coherence: dict | None, name: str) -> dict:
     """The EPL of harm among coherent answers and the competence edge (the EPL of the
     incoherent share) per side; NaN for a run without coherence labels."""
-    row = {f"{k}_{side}": np.nan for k in ("epl_coherent", "competence") for side in ("neg", "pos")}
+    row = {f"{k}_{side}{end}": np.nan for k in ("epl_coherent", "competence")
+           for side in ("neg", "pos") for end in ("", "_lo", "_hi")}  # fmt: skip
     row |= {"asr_coherent_origin": np.nan, "incoherent_origin": np.nan, "tau_incoherent": np.nan}
     if coherence is None:
         return row
@@ -180,23 +181,37 @@ def _coherence_columns(coherence: dict | None, name: str) -> dict:
     row["asr_coherent_origin"] = coherence["asr_coherent_origin"]
     row["incoherent_origin"] = coherence["incoherent_origin"]
     for key, col in (("epl_coherent", "epl_coherent"), ("competence_edge", "competence")):
-        e = coherence[key].get(name)
-        if e is not None:
-            row[f"{col}_neg"], row[f"{col}_pos"] = e["neg"], e["pos"]
+        row |= _edge(coherence[key].get(name), col)
+    return row
+
+
+# The other edges of a row beside the EPL of all answers, each with its bracket as the EPL
+# has one (a search visits few points past an edge, so most of them are bounds).
+EDGES = ("epl_coherent", "competence", "utility_edge")
+
+
+def _edge(e: dict | None, col: str) -> dict:
+    """An edge's two sides and their brackets (`col_side`, `col_side_lo`, `col_side_hi`)
+    from a landscape_summary EPL record; nothing where the record is missing."""
+    if e is None:
+        return {}
+    row = {}
+    for side in ("neg", "pos"):
+        row[f"{col}_{side}"] = e[side]
+        if f"{side}_bracket" in e:
+            row[f"{col}_{side}_lo"], row[f"{col}_{side}_hi"] = _ends(e[f"{side}_bracket"])
     return row
 
 
 def _utility_columns(utility: dict | None, name: str) -> dict:
     """The utility at the origin, the utility edge per side and the safe-and-useful region's
     size (of the run: the same on each of its directions' rows); NaN without utility."""
-    row = {k: np.nan for k in UTILITY_COLUMNS}
+    row = {k: np.nan for k in UTILITY_COLUMNS + _bracket_columns("utility_edge")}
     if utility is None:
         return row
     row["utility_origin"] = utility["utility_origin"]
     row["benign_refused_origin"] = utility["refused_origin"]
-    e = utility["utility_edge"].get(name)
-    if e is not None:
-        row["utility_edge_neg"], row["utility_edge_pos"] = e["neg"], e["pos"]
+    row |= _edge(utility["utility_edge"].get(name), "utility_edge")
     row["safe_useful_points"] = utility["safe_useful"]["size"]
     row["safe_useful_of"] = utility["safe_useful"]["of"]
     return row
@@ -206,6 +221,12 @@ UTILITY_COLUMNS = (
     "utility_origin", "benign_refused_origin", "utility_edge_neg", "utility_edge_pos",
     "safe_useful_points", "safe_useful_of",
 )  # fmt: skip
+
+
+def _bracket_columns(col: str) -> tuple[str, ...]:
+    return tuple(f"{col}_{side}_{end}" for side in ("neg", "pos") for end in ("lo", "hi"))
+
+
 COLUMNS = (
     "run", "model", "direction", "norm", "judge", "tau", "asr_origin",
     "epl_neg", "epl_neg_censored", "epl_pos", "epl_pos_censored",
@@ -213,6 +234,7 @@ COLUMNS = (
     "epl_neg_lo", "epl_neg_hi", "epl_pos_lo", "epl_pos_hi", "epl_both_lo", "epl_both_hi",
     "asr_coherent_origin", "incoherent_origin", "epl_coherent_neg", "epl_coherent_pos",
     "competence_neg", "competence_pos", "tau_incoherent", *UTILITY_COLUMNS,
+    *(c for col in EDGES for c in _bracket_columns(col)),
 )  # fmt: skip
 
 
@@ -245,13 +267,15 @@ def epl_shown(df: pd.DataFrame) -> pd.DataFrame:
     (`< 0.05`, `≥ 0.500`, `0.150 [0.150, 0.200)`), which says what the censored flags and
     bracket columns hold, so those are left out; the CSV keeps every number."""
     out = df.copy()
-    for side in SIDES:
-        lo, hi = df[f"epl_{side}_lo"], df[f"epl_{side}_hi"]
-        out[f"epl_{side}"] = [
+    shown = [("epl", side) for side in SIDES] + [(c, s) for c in EDGES for s in ("neg", "pos")]
+    for col, side in shown:
+        lo, hi = df[f"{col}_{side}_lo"], df[f"{col}_{side}_hi"]
+        out[f"{col}_{side}"] = [
             metrics.format_epl(v, None if math.isnan(a) else [a, None if math.isinf(b) else b])
-            for v, a, b in zip(df[f"epl_{side}"], lo, hi)
+            for v, a, b in zip(df[f"{col}_{side}"], lo, hi)
         ]
     hidden = [f"epl_{s}_{x}" for s in SIDES for x in ("censored", "lo", "hi")]
+    hidden += [c for col in EDGES for c in _bracket_columns(col)]
     # Runs without utility prompts leave their columns empty: the Markdown leaves them out.
     hidden += [c for c in UTILITY_COLUMNS if c in df and df[c].isna().all()]
     return out.drop(columns=hidden)

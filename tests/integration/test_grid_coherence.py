@@ -88,6 +88,16 @@ def test_the_epl_table_carries_the_coherent_edge_and_the_competence_edge(
     assert row["competence_neg"] == s["competence_edge"]["random"]["neg"]
     assert row["epl_coherent_pos"] == s["epl_coherent"]["random"]["pos"]
     assert row["incoherent_origin"] == pytest.approx(s["incoherent_origin"])
+    # each edge is shown with its bracket as the EPL is: a bound where the range ends
+    from analysis.tables.epl import epl_shown
+    from landscape.metrics import format_epl
+
+    shown = epl_shown(epl_table(out)).iloc[0]
+    for col, key in (("competence", "competence_edge"), ("epl_coherent", "epl_coherent")):
+        for side in ("neg", "pos"):
+            e = s[key]["random"]
+            assert shown[f"{col}_{side}"] == format_epl(e[side], e[f"{side}_bracket"])
+            assert f"{col}_{side}_lo" not in shown  # the CSV keeps the numbers
     off = tmp_path / "off"
     assert grid_main(_args(tiny_pair_dir, prompts, off, "--no-coherence")) == 0
     assert epl_table(off)[["competence_neg", "epl_coherent_pos"]].isna().all().all()
