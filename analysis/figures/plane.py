@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from analysis.figures.data import load_plane
 from analysis.figures.style import (
@@ -75,6 +76,8 @@ def draw_contour(run: str | Path) -> Figure:
         )
         ax.set_xlabel(axis_label(config, 0))
         ax.set_ylabel(axis_label(config, 1))
+        # A fine grid's coefficients (±0.0075) are long labels: fewer of them stay apart.
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_title(f"Safety landscape — {tau_text(tau, f['asr'])}")
         ax.set_aspect("auto")
     return fig
@@ -225,6 +228,7 @@ def draw_panels(run: str | Path) -> Figure:
             ax.plot(0, 0, "*", color="white", ms=10, mec="black", ls="none")
             ax.set_title(title)
             ax.set_xlabel(axis_label(config, 0))
+            ax.xaxis.set_major_locator(MaxNLocator(5))
         axes[0].set_ylabel(axis_label(config, 1))
         fig.colorbar(mesh, ax=list(axes), shrink=0.9, pad=0.015, label="share (0–1)")
         u = summary.get("utility") or {}

@@ -40,7 +40,11 @@ def _share(rows: list[dict], off: str) -> str:
         return "no update"
     lo, hi = min(shares), max(shares)
     word = "off-plane" if off == "off_plane" else "off-line"
-    return f"{word} {lo:.0%}" if hi - lo < 0.005 else f"{word} {lo:.0%}–{hi:.0%}"
+    # One decimal near the ends, where whole percent would round 99.6 % up to a plane that
+    # holds nothing (or 0.4 % down to one that holds everything).
+    fmt = ".1%" if min(lo, 1 - hi) < 0.01 else ".0%"
+    a, b = f"{lo:{fmt}}", f"{hi:{fmt}}"
+    return f"{word} {a}" if a == b else f"{word} {a}–{b}"
 
 
 def _runs(rows: list[dict]) -> dict[str, list[dict]]:

@@ -387,3 +387,15 @@ def test_the_trajectory_steps_of_figures_make_parse(monkeypatch):
         monkeypatch.setattr(sys, "argv", [step.args[1], *step.args[2:]])
         with pytest.raises(_Stop):
             runpy.run_module(step.args[1], run_name="__main__", alter_sys=True)
+
+
+def test_the_legend_does_not_round_a_plane_that_holds_little_to_nothing():
+    from analysis.trajectory.figure import _share
+
+    near = [{"run": "a", "off_plane": 0.9975}, {"run": "b", "off_plane": 0.9990}]
+    assert _share(near, "off_plane") == "off-plane 99.8%–99.9%"
+    mid = [{"run": "a", "off_plane": 0.4}, {"run": "b", "off_plane": 0.6}]
+    assert _share(mid, "off_plane") == "off-plane 40%–60%"
+    assert _share([{"run": "a", "off_line": 0.25}], "off_line") == "off-line 25%"
+    same = [{"run": "a", "off_plane": 0.9991}, {"run": "b", "off_plane": 0.9994}]
+    assert _share(same, "off_plane") == "off-plane 99.9%"
