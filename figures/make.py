@@ -506,6 +506,20 @@ def write_readme(plan: list[Step], seconds: list[float], fresh_cache: bool) -> N
         "The HTML file loads plotly.js from `plotly.min.js` beside it (plotly's own bundled",
         "copy, written by `analysis.figures`), so the folder opens in a browser offline.",
         "",
+        "## Made by make.py's other plans",
+        "",
+        "| folder | made by |",
+        "|---|---|",
+        "| `smollm2/` | `python figures/make.py --smollm2`: the SmolLM2 safety pair (its README "
+        "lists each step and its time) |",
+        "| `controls/` | `python figures/make.py --controls`: AsFT and its controls on three toy "
+        "pairs, the λ frontiers, the seven Table 2 rows (README with times) |",
+        "| `coherence/` | `python figures/make.py --coherence`: outcomes, utility and fine edges on "
+        "three toy pairs (README with times) |",
+        "| `trajectory-aligned-harm/`, `trajectory-aligned-harm-fine/`, `trajectory-harm/` | "
+        "`python figures/make.py --trajectories` (after this plan): fine-tuning snapshots on the "
+        "planes and the harm line; the pages and measured answers are remade, not kept |",
+        "",
         "## Made by the README's AsFT section (not by make.py)",
         "",
         "| file | made by |",
