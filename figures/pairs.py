@@ -85,6 +85,9 @@ def controls_steps(runs: Path) -> list[Step]:
         )
     )
     for t in TASKS:
+        # On arithmetic, where fine-tuning has a gain to lose, the methods without a λ join
+        # the frontier as points (one per seed).
+        others = BASELINES[1:-1] if t == "gsm8k" else []
         s.append(
             Step(
                 f"frontier sweep: toy:{t}",
@@ -99,6 +102,7 @@ def controls_steps(runs: Path) -> list[Step]:
                     "--methods",
                     "sft",
                     "asft",
+                    *others,
                     "--controls",
                     *LAMS,
                     "--seeds",
@@ -110,29 +114,30 @@ def controls_steps(runs: Path) -> list[Step]:
                 "AsFT and its controls over λ ∈ {0.01, 0.1, 1} at two seeds, SFT beside them",
             )
         )
-    s.append(
-        Step(
-            "Table 2, seven rows: toy:gsm8k",
-            [
-                "-m",
-                "landscape.asft",
-                "compare",
-                "--task",
-                "toy:gsm8k",
-                "--poison-ratio",
-                "0.05",
-                "0.1",
-                "0.2",
-                *SEEDS,
-                "--methods",
-                *BASELINES,
-                "--out",
-                r("baselines-gsm8k"),
-            ],
-            "the paper's Table 2 rows (Lisa-base, Lisa-aligned, BEA among them) at three poison "
-            "ratios and three seeds",
+    for t in ("gsm8k", "sst2"):
+        s.append(
+            Step(
+                f"Table 2, seven rows: toy:{t}",
+                [
+                    "-m",
+                    "landscape.asft",
+                    "compare",
+                    "--task",
+                    f"toy:{t}",
+                    "--poison-ratio",
+                    "0.05",
+                    "0.1",
+                    "0.2",
+                    *SEEDS,
+                    "--methods",
+                    *BASELINES,
+                    "--out",
+                    r(f"baselines-{t}"),
+                ],
+                "the paper's Table 2 rows (Lisa-base, Lisa-aligned, BEA among them) at three "
+                "poison ratios and three seeds",
+            )
         )
-    )
     s.append(
         Step(
             "figure: frontiers",
@@ -239,7 +244,7 @@ def main(which: str, runs: Path, log_dir: Path, env: dict) -> int:
             "    python figures/make.py --controls",
         ]
         names = [f"controls-gsm8k-pair{n}" for n in PAIRS] + ["controls-sst2"]
-        names += [f"sweep-{t}" for t in TASKS] + ["baselines-gsm8k"]
+        names += [f"sweep-{t}" for t in TASKS] + ["baselines-gsm8k", "baselines-sst2"]
         folder = FIGURES / "controls"
         plan = controls_steps(runs)
         return run_plan(folder, "figures/controls/", intro, plan, log_dir, env, (runs, names))
