@@ -138,6 +138,14 @@ def check_same_models(store: RunStore, env: dict) -> None:
             )
 
 
+def recorded_peaks(store: RunStore) -> dict:
+    """The peak memory a folder's env.json records (`peak_*`), so that a new env keeps the
+    peak of the process that computed the points until another process computes some."""
+    path = store.path("env.json")
+    old = read_json(path) if path.is_file() else {}
+    return {k: v for k, v in old.items() if k.startswith("peak_")}
+
+
 def _start(
     cfg: GridConfig,
     store: RunStore,
@@ -177,7 +185,7 @@ def _start(
     )
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
-    store.write_env(env)
+    store.write_env({**recorded_peaks(store), **env})
     calibration = None
     if benign:
         calibration = _calibration(cfg, store, model, gen, prompts, benign, env)
@@ -317,8 +325,8 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
         if len(judges) > 1:
             summary["judge_agreement"] = judge_agreement(read_jsonl(store.path(GENERATIONS)))
         store.write_json("summary.json", summary)
-        store.write_env({**env, **peak_memory()})
-        if ctx.timing.points:
+        if ctx.timing.points:  # a look at a finished folder keeps the peak of the work
+            store.write_env({**env, **peak_memory()})
             store.write_json("timing.json", ctx.timing.as_dict())
         if draws_picture(cfg):
             after_run(out, "grid")

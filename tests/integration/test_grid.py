@@ -418,3 +418,19 @@ def test_after_run_hooks_get_whole_grids_only(tiny_pair_dir, prompts_file, tmp_p
     assert calls == [(tmp_path / "a", "grid")]
     run_grid(_cfg(tiny_pair_dir, prompts_file, shard="0/2"), tmp_path / "b", show_progress=False)
     assert len(calls) == 1  # a shard holds a scattering of the grid: no picture
+
+
+def test_a_second_look_at_a_finished_run_keeps_the_peak_of_the_work(
+    tiny_pair_dir, prompts_file, tmp_path
+):
+    """env.json's peak memory is the process's that computed the points: running the same
+    command on a finished folder computes nothing and leaves it (and timing.json) alone."""
+    out = tmp_path / "run"
+    run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
+    env = json.loads((out / "env.json").read_text())
+    env["peak_rss_bytes"] = 123  # a value no process here would measure
+    (out / "env.json").write_text(json.dumps(env))
+    timing = (out / "timing.json").read_bytes()
+    run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
+    assert json.loads((out / "env.json").read_text())["peak_rss_bytes"] == 123
+    assert (out / "timing.json").read_bytes() == timing
