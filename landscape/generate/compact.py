@@ -1,18 +1,24 @@
-"""Greedy decoding with stop strings that drops each row from the batch as soon as it finishes.
+"""Greedy decoding with stop strings that drops each row from the batch as soon as it finishes
+and lets the next prompts take its place.
 
 `model.generate` keeps a finished row in its batch, padded, until every row has finished, so
 with stop strings one answer that never refuses keeps its whole batch decoding. Here a row
 leaves the batch, and its slot in the KV cache, at the step where it finishes (its stop string
-appeared, or it wrote EOS), so each answer costs its own tokens only.
+appeared, or it wrote EOS), so each answer costs its own tokens only. Dropping rows alone saves
+little time where a decoding step costs about the same for 4 rows as for 16 (a CPU, a small
+model): the batch still runs as long as its longest answer. So the freed places are filled:
+once a quarter of the slots is free, the next prompts are prefilled on their own and join the
+running batch, the shorter side padded on the left (masked positions, zero keys and values),
+as `generate` pads prompts of different lengths (continuous batching).
 
 The steps are `generate`'s for a left-padded batch: positions from the attention mask (its
 running count minus one, 0 on padding), no mask where nothing is padded, a `DynamicCache`,
 logits of the last position only, their argmax in float32, EOS from the model's generation
 config (one id or several), and transformers' `StopStringCriteria` on each row's whole
 sequence. A row's tokens are therefore those `generate` gives it, up to where it finishes:
-the same arithmetic on fewer rows (tested token for token against `generate` on CPU; a kernel
-whose rounding depends on the batch's row count could break a near-tie differently, as a
-different batch size would).
+the same arithmetic on other rows and more padding (tested token for token against `generate`
+on CPU; a kernel whose rounding depends on the batch's rows could break a near-tie differently,
+as a different batch size would).
 
 Greedy only: sampling draws from one random stream for the whole batch, so dropping rows would
 change what every later row draws, and the answers would no longer be those of a run without
@@ -90,63 +96,159 @@ def _new_cache(model) -> DynamicCache:
         return DynamicCache()
 
 
+def _layers(cache) -> list | None:
+    """The cache's per-layer objects with `keys` and `values` of shape [batch, heads, length,
+    dim] when every layer is a plain growing one (what merging and trimming need); None where
+    some layer keeps a window, a fixed size or a recurrent state."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(x).__name__ != "DynamicLayer" for x in layers):
+        return None
+    return layers
+
+
+def _pad_left(x: torch.Tensor, width: int, dim: int, value=0) -> torch.Tensor:
+    """`x` with `width` entries of `value` put in front along `dim`."""
+    if width == 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = width
+    return torch.cat([x.new_full(shape, value), x], dim=dim)
+
+
+class _Batch:
+    """The rows decoding together: their tokens so far (prompt, left padding, the new ones;
+    the last is the one the cache has not seen yet), the matching attention mask, the position
+    of that last token, the KV cache and, per row, its prompt's index and its new tokens."""
+
+    def __init__(self, ids, mask, pos, cache, rows):
+        self.ids, self.mask, self.pos, self.cache = ids, mask, pos, cache
+        self.rows, self.new = list(rows), [1] * len(rows)
+
+    def join(self, other: _Batch, pad_token_id: int) -> None:
+        """`other`'s rows join this batch: the shorter side is padded on the left (masked
+        tokens, zero keys and values) so that both share one cache length."""
+        a, b = self.ids.shape[1], other.ids.shape[1]
+        w = max(a, b)
+        for one, pad in ((self, w - a), (other, w - b)):
+            one.ids = _pad_left(one.ids, pad, 1, pad_token_id)
+            one.mask = _pad_left(one.mask, pad, 1)
+            for layer in _layers(one.cache) or []:
+                layer.keys = _pad_left(layer.keys, pad, 2)
+                layer.values = _pad_left(layer.values, pad, 2)
+        for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys])
+            mine.values = torch.cat([mine.values, theirs.values])
+        self.ids = torch.cat([self.ids, other.ids])
+        self.mask = torch.cat([self.mask, other.mask])
+        self.pos = torch.cat([self.pos, other.pos])
+        self.rows += other.rows
+        self.new += other.new
+
+    def keep(self, keep: list[int]) -> None:
+        """Only the rows at `keep` stay; columns that are padding in every row left go too."""
+        index = torch.tensor(keep, device=self.ids.device)
+        self.cache.batch_select_indices(index)
+        self.ids, self.mask, self.pos = self.ids[index], self.mask[index], self.pos[index]
+        self.rows = [self.rows[j] for j in keep]
+        self.new = [self.new[j] for j in keep]
+        layers = _layers(self.cache)
+        lead = int(self.mask.argmax(-1).min())  # the first real token of the earliest row
+        if layers is not None and lead:
+            self.ids, self.mask = self.ids[:, lead:], self.mask[:, lead:]
+            for layer in layers:
+                layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
+
+
+def _step(model, names, ids, cache, mask, pos) -> torch.Tensor:
+    """One forward: the greedy next token of each row (argmax of the last position's logits
+    in float32); the attention mask is left out where nothing is padded, as generate does."""
+    cache_name, keep_name = names
+    kw = {cache_name: cache, "use_cache": True, "position_ids": pos}
+    kw["attention_mask"] = None if bool(mask.all()) else mask
+    if keep_name:
+        kw[keep_name] = 1
+    return model(input_ids=ids, **kw).logits[:, -1].to(torch.float32).argmax(-1)
+
+
 @torch.inference_mode()
+def stream(
+    model, encode, count: int, slots: int, max_new_tokens: int, pad_token_id: int, eos, stop
+) -> tuple[list[torch.Tensor], list[int], int]:
+    """Greedy decoding of `count` prompts, at most `slots` rows at a time, each row leaving as
+    it finishes (its first stop string, `stop`: a StopStringCriteria; EOS; `max_new_tokens`)
+    and prompts joining in order as rows leave: whenever a quarter of the slots is free (or
+    nothing is decoding), the next prompts are prefilled (`encode(indices)`: their left-padded
+    input_ids and attention_mask on the model's device) and join the batch. Returns per
+    prompt its new tokens up to where it finished and the number of new tokens at which
+    `stop` fired (0 where it did not), and the positions decoded (running rows, summed over
+    the steps).
+
+    Where the cache is not made of plain growing layers (sliding windows and the like), no
+    prompt joins a running batch: `slots` prompts at a time, each batch running out."""
+    names = _forward_names(model)
+    eos_ids = torch.tensor(eos, dtype=torch.long)
+    tokens: list[torch.Tensor | None] = [None] * count
+    at = [0] * count
+    decoded, waiting = 0, 0
+    batch: _Batch | None = None
+    while batch is not None or waiting < count:
+        if batch is not None:  # the running rows' next token
+            nxt = _step(model, names, batch.ids[:, -1:], batch.cache, batch.mask, batch.pos)
+            batch.ids = torch.cat([batch.ids, nxt[:, None]], dim=-1)
+            batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(nxt), 1))], dim=-1)
+            batch.pos = batch.pos + 1
+            batch.new = [n + 1 for n in batch.new]
+        free = slots - (0 if batch is None else len(batch.rows))
+        joinable = batch is None or _layers(batch.cache) is not None
+        if waiting < count and joinable and (batch is None or free >= max(1, slots // 4)):
+            idx = list(range(waiting, min(count, waiting + free)))
+            waiting += len(idx)
+            enc = encode(idx)
+            ids = enc["input_ids"]
+            mask = enc.get("attention_mask")
+            mask = torch.ones_like(ids) if mask is None else mask
+            pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            cache = _new_cache(model)
+            nxt = _step(model, names, ids, cache, mask, pos)
+            ids = torch.cat([ids, nxt[:, None]], dim=-1)
+            mask = torch.cat([mask, mask.new_ones((len(idx), 1))], dim=-1)
+            joining = _Batch(ids, mask, pos[:, -1:] + 1, cache, idx)
+            if batch is None:
+                batch = joining
+            else:
+                batch.join(joining, pad_token_id)
+        decoded += len(batch.rows)
+        stopped = stop(batch.ids, None)
+        last = batch.ids[:, -1]
+        done = stopped | torch.isin(last, eos_ids.to(last.device))
+        done_l, stopped_l = done.tolist(), stopped.tolist()
+        rest = []
+        for j, row in enumerate(batch.rows):
+            n = batch.new[j]
+            if done_l[j] or n == max_new_tokens:
+                tokens[row] = batch.ids[j, -n:]
+                at[row] = n if stopped_l[j] else 0
+            else:
+                rest.append(j)
+        if not rest:
+            batch = None
+        elif len(rest) < len(batch.rows):
+            batch.keep(rest)
+    return tokens, at, decoded  # type: ignore[return-value]
+
+
 def decode(
     model, enc, max_new_tokens: int, pad_token_id: int, eos: list[int], stop
 ) -> tuple[torch.Tensor, list[int], int]:
-    """Greedy decoding of a left-padded batch (`enc`: input_ids, attention_mask) in which each
-    row stops at its first stop string (`stop`: a StopStringCriteria), at EOS or after
-    `max_new_tokens`. Returns what `generate` with `stop` as a stopping criterion returns for
-    it (the new tokens, each row padded with `pad_token_id` after it finished), for each row
-    the number of new tokens at which `stop` fired (0 where it did not), and the positions
-    decoded: the rows still running, summed over the steps."""
-    ids = enc["input_ids"]
-    mask = enc.get("attention_mask")
-    mask = torch.ones_like(ids) if mask is None else mask
-    prompt, device = ids.shape[1], ids.device
-    pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-    if bool(mask.all()):
-        mask = None  # as generate does: the attention's causal path, where nothing is padded
-    cache_name, keep_name = _forward_names(model)
-    cache = _new_cache(model)
-    eos_ids = torch.tensor(eos, dtype=torch.long, device=device)
-    live = list(range(len(ids)))  # each running row's place in the batch
-    tokens: list[torch.Tensor | None] = [None] * len(ids)
-    at = [0] * len(ids)
-    decoded = 0
-    step_ids = ids
-    for n in range(1, max_new_tokens + 1):
-        kw = {cache_name: cache, "use_cache": True, "attention_mask": mask, "position_ids": pos}
-        if keep_name:
-            kw[keep_name] = 1
-        logits = model(input_ids=step_ids, **kw).logits[:, -1].to(torch.float32)
-        nxt = logits.argmax(-1)
-        decoded += len(live)
-        ids = torch.cat([ids, nxt[:, None]], dim=-1)
-        stopped = stop(ids, None)
-        done = stopped | torch.isin(nxt, eos_ids)
-        if n == max_new_tokens:
-            done = torch.ones_like(done)
-        done_l, stopped_l = done.tolist(), stopped.tolist()
-        if any(done_l):
-            for j in (j for j, d in enumerate(done_l) if d):
-                tokens[live[j]] = ids[j, prompt:]
-                at[live[j]] = n if stopped_l[j] else 0
-            rest = [j for j, d in enumerate(done_l) if not d]
-            if not rest:
-                break
-            # The finished rows leave the batch: their cache entries, mask and positions too.
-            index = torch.tensor(rest, device=device)
-            cache.batch_select_indices(index)
-            ids, nxt, pos = ids[index], nxt[index], pos[index]
-            mask = None if mask is None else mask[index]
-            live = [live[j] for j in rest]
-        step_ids = nxt[:, None]
-        pos = pos[:, -1:] + 1
-        if mask is not None:
-            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=-1)
-    width = max(len(t) for t in tokens)  # type: ignore[arg-type]
-    new = torch.full((len(tokens), width), pad_token_id, dtype=torch.long, device=device)
+    """`stream` for one left-padded batch (`enc`), all of it at once: the new tokens as
+    `generate` with `stop` as a stopping criterion returns them (each row padded with
+    `pad_token_id` after it finished), the stop points and the positions decoded."""
+    rows = len(enc["input_ids"])
+    tokens, at, decoded = stream(
+        model, lambda idx: enc, rows, rows, max_new_tokens, pad_token_id, eos, stop
+    )
+    width = max(len(t) for t in tokens)
+    new = torch.full((rows, width), pad_token_id, dtype=torch.long, device=enc["input_ids"].device)
     for r, t in enumerate(tokens):
-        new[r, : len(t)] = t  # type: ignore[arg-type]
+        new[r, : len(t)] = t
     return new, at, decoded

@@ -1,10 +1,11 @@
 """Batched generation with transformers (the default backend).
 
 Without stop strings, and for sampling, batches go through `model.generate`. Greedy decoding
-with stop strings goes through `compact.decode`, a loop of the model's forward that drops each
-row from the batch (and its KV cache) as soon as its stop string appears or it ends, so that
-one answer that does not refuse no longer keeps its whole batch decoding; its answers are
-`generate`'s, token for token (see compact.py). Sampling stays with `generate` even with stop
+with stop strings goes through `compact.stream`, a loop of the model's forward that drops each
+row from the batch (and its KV cache) as soon as its stop string appears or it ends, and lets
+the next prompts take the freed places, so that one answer that does not refuse no longer
+keeps its whole batch decoding and the batch stays full; its answers are `generate`'s, token
+for token (see compact.py). Sampling stays with `generate` even with stop
 strings: its rows share one random stream, which dropping rows would change. There,
 transformers' own `StopStringCriteria` ends each row as soon as one of them appears (a finished
 row is padded until the whole batch is done, and the batch stops when every row has); a thin
@@ -29,7 +30,7 @@ SMALL_MODEL = 20_000_000  # parameters; below this, CPU decoding runs on one thr
 
 class HFGenerator(Generator):
     """Left-padded batches, greedy when temperature is 0, else sampling; through
-    `model.generate`, or `compact.decode` for greedy decoding with stop strings."""
+    `model.generate`, or `compact.stream` for greedy decoding with stop strings."""
 
     def __init__(self, model, tokenizer, **options):
         """`options`: the Generator's (batch_size, max_new_tokens, temperature, top_p,
@@ -45,7 +46,7 @@ class HFGenerator(Generator):
             # Padding is masked out, so eos serves; load_model already does this for its tokenizers.
             tokenizer.pad_token = tokenizer.eos_token
         # Decoding positions computed so far (one per row and step: `generate` decodes every
-        # row of a batch until its last row finishes, `compact.decode` only the running rows).
+        # row of a batch until its last row finishes, `compact.stream` only the running rows).
         self.positions = 0
 
     def _generation_kwargs(self) -> dict:
@@ -85,22 +86,8 @@ class HFGenerator(Generator):
         return self._stops
 
     def _run(self, enc, gen_kw: dict, seed: int, batch: int, stop: bool):
-        """One batch: the new tokens and, with `stop`, the number of new tokens at which each
-        row's stop string appeared (0 for a row that did not stop)."""
-        eos = compact.plain_greedy(self.model, gen_kw) if stop and self.temperature == 0 else None
-        if eos is not None:
-            # Greedy with stop strings: each row leaves the batch when it finishes. Sampling
-            # never gets here (dropping rows would change the random draws of the others).
-            new, at, decoded = compact.decode(
-                self.model,
-                enc,
-                self.max_new_tokens,
-                self.tokenizer.pad_token_id,
-                eos,
-                self._stop_criteria(),
-            )
-            self.positions += decoded
-            return new, at
+        """One batch through `generate`: the new tokens and, with `stop`, the number of new
+        tokens at which each row's stop string appeared (0 for a row that did not stop)."""
         devices = [enc["input_ids"].device] if enc["input_ids"].device.type == "cuda" else []
         kw = dict(gen_kw)
         first = None
@@ -126,30 +113,53 @@ class HFGenerator(Generator):
         order = sorted(range(len(texts)), key=lambda i: -lengths[i])
         device = next(self.model.parameters()).device
         gen_kw = self._generation_kwargs()
-        answers: list[str | None] = [None] * len(texts)
-        stopped = [False] * len(texts)
-        for b, start in enumerate(range(0, len(order), self.batch_size)):
-            idx = order[start : start + self.batch_size]
-            enc = tok(
-                [texts[i] for i in idx],
+
+        def encode(idx: list[int]):
+            return tok(
+                [texts[order[i]] for i in idx],
                 return_tensors="pt",
                 padding=True,
                 padding_side="left",
                 add_special_tokens=add_special,
             ).to(device)
-            log.debug("batch %d: %d prompts, %d tokens", b, len(idx), enc["input_ids"].shape[1])
-            new, at = self._run(enc, gen_kw, seed, b, stop)
-            rows = [new[j, :n] if n else new[j] for j, n in enumerate(at)]
+
+        chunks = [
+            list(range(start, min(len(order), start + self.batch_size)))
+            for start in range(0, len(order), self.batch_size)
+        ]
+        eos = compact.plain_greedy(self.model, gen_kw) if stop and self.temperature == 0 else None
+        streamed = None
+        if eos is not None:
+            # Greedy with stop strings: each row leaves the batch when it finishes and the next
+            # prompts take the freed places. Sampling never gets here (its rows share one
+            # random stream, which leaving and joining would change).
+            rows, at, n = compact.stream(
+                self.model, encode, len(order), self.batch_size, self.max_new_tokens,
+                tok.pad_token_id, eos, self._stop_criteria(),
+            )  # fmt: skip
+            self.positions += n
+            streamed = rows, at  # each row's tokens end where it finished
+        answers: list[str | None] = [None] * len(texts)
+        stopped = [False] * len(texts)
+        for b, chunk in enumerate(chunks):
+            idx = [order[i] for i in chunk]
+            if streamed is None:
+                enc = encode(chunk)
+                log.debug("batch %d: %d prompts, %d tokens", b, len(idx), enc["input_ids"].shape[1])
+                new, at = self._run(enc, gen_kw, seed, b, stop)
+                rows = [new[j, :n] if n else new[j] for j, n in enumerate(at)]
+            else:
+                rows, at = [streamed[0][i] for i in chunk], [streamed[1][i] for i in chunk]
             decoded = tok.batch_decode(rows, skip_special_tokens=True)
             if stop and any(
                 n and cut_at_stop(d, self.stop_at) is None for n, d in zip(at, decoded)
             ):
                 # A row stopped where its decoded text holds no stop string (the tokenizer's
-                # pieces and its decoding disagree, or the match reached into the prompt): the
+                # pieces and its decoding disagree, or the match reached into the prompt): its
                 # batch is generated again in full, with the same seed, which gives exactly
                 # the answers of a run without stop strings.
                 log.debug("batch %d: a stop without its string; generated again in full", b)
-                full, _ = self._run(enc, gen_kw, seed, b, stop=False)
+                full, _ = self._run(encode(chunk), gen_kw, seed, b, stop=False)
                 decoded = tok.batch_decode(full, skip_special_tokens=True)
             texts_b, stopped_b = self.finish(decoded, stop)
             for i, text, cut in zip(idx, texts_b, stopped_b, strict=True):

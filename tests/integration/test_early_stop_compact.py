@@ -1,9 +1,10 @@
-"""Greedy early stopping in the HF backend drops each finished row from its batch
-(`compact.decode`): on a tiny model with planted refusals and planted EOS, every batch's new
-tokens and stop points equal the whole-batch path's (`generate` with the stop criterion) and,
-up to where each row finishes, full generation's; the answers are full generation's cut; each
-row costs only its own positions. Sampling, and settings beyond plain greedy search, stay with
-`generate`."""
+"""Greedy early stopping in the HF backend drops each finished row from its batch and lets the
+next prompts take its place (`compact.stream`): on a tiny model with planted refusals and
+planted EOS, every row's new tokens and stop point equal the whole-batch path's (`generate`
+with the stop criterion, a batch at a time) and, up to where each row finishes, full
+generation's; the answers are full generation's cut; each row costs only its own positions,
+and the batch stays full while prompts wait. Sampling, and settings beyond plain greedy
+search, stay with `generate`."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def _whole_batch(monkeypatch):
 
 
 def _recorded(gen, prompts, stop: bool):
-    """generate_stopped's result, each batch's (new tokens, stop points), positions decoded."""
+    """generate_stopped's result, each `generate` batch's (new tokens, stop points), positions
+    decoded."""
     batches, real = [], gen._run
 
     def spy(*a):
@@ -65,6 +67,24 @@ def _recorded(gen, prompts, stop: bool):
     finally:
         del gen._run
     return result, batches, gen.positions - before
+
+
+def _streamed(monkeypatch):
+    """Records what each `compact.stream` call returns and the batch sizes it decoded."""
+    calls, real_stream, real_step = [], compact.stream, compact._step
+
+    def stream(*a):
+        calls.append({"sizes": []})
+        calls[-1]["out"] = real_stream(*a)
+        return calls[-1]["out"]
+
+    def step(model, names, ids, *rest):
+        calls[-1]["sizes"].append(len(ids))
+        return real_step(model, names, ids, *rest)
+
+    monkeypatch.setattr(compact, "stream", stream)
+    monkeypatch.setattr(compact, "_step", step)
+    return calls
 
 
 def _ends(new, at, eos, pad):
@@ -88,6 +108,7 @@ CASES = {  # (planted EOS, batch size, prompts)
     "batch of one": (True, 1, ASKED),
     "refusals only at their own steps": (False, 12, ASKED),
     "all rows stop at once": (False, 3, [ASKED[1], ASKED[7], ASKED[1]]),
+    "no joining (a windowed cache)": (True, 4, ASKED),
 }
 
 
@@ -103,11 +124,17 @@ def test_compacting_equals_whole_batch_and_full_generation(tiny_tokenizer, monke
     monkeypatch.setattr(
         model, "generate", lambda *a, **k: calls.append(1) or real_generate(*a, **k)
     )
+    if case.startswith("no joining"):  # a cache whose layers cannot be padded and joined
+        monkeypatch.setattr(compact, "_layers", lambda cache: None)
 
-    (ans_c, stop_c), runs_c, pos_c = _recorded(
-        _gen(model, tok, batch_size=batch_size), prompts, True
-    )
-    assert not calls  # greedy with stop strings: the compacting loop, not generate
+    with monkeypatch.context() as m:
+        streams = _streamed(m)
+        (ans_c, stop_c), _, pos_c = _recorded(
+            _gen(model, tok, batch_size=batch_size), prompts, True
+        )
+    assert not calls and len(streams) == 1  # one stream over all prompts, never generate
+    rows_c, at_c, decoded = streams[0]["out"]
+    assert decoded == pos_c
     full, runs_f, _ = _recorded(_gen(model, tok, batch_size=batch_size), prompts, False)
     with monkeypatch.context() as m:
         _whole_batch(m)
@@ -116,23 +143,35 @@ def test_compacting_equals_whole_batch_and_full_generation(tiny_tokenizer, monke
         )
 
     assert (ans_c, stop_c) == (ans_w, stop_w) == _gen(model, tok).finish(full[0], stop=True)
-    ends = []
-    for (new_c, at_c), (new_w, at_w), (new_f, _) in zip(runs_c, runs_w, runs_f, strict=True):
-        assert torch.equal(new_c, new_w) and at_c == at_w  # token for token, the same stops
-        for j, (how, n) in enumerate(_ends(new_c, at_c, eos, tok.pad_token_id)):
-            assert torch.equal(new_c[j, :n], new_f[j, :n])  # full generation's, up to its end
-            if how != "stop":  # it ended as full generation ends it
-                assert _ends(new_f[j : j + 1], [0], eos, tok.pad_token_id)[0] == (how, n)
-            ends.append((how, n))
+    # The stream's rows are the prompts in the order the batches take them.
+    new_w = [row for new, _ in runs_w for row in new]
+    at_w = [n for _, at in runs_w for n in at]
+    new_f = [row for new, _ in runs_f for row in new]
+    ends = [e for new, at in runs_w for e in _ends(new, at, eos, tok.pad_token_id)]
+    assert at_c == at_w  # the same stop points
+    for row_c, row_w, row_f, (how, n) in zip(rows_c, new_w, new_f, ends, strict=True):
+        assert torch.equal(row_c, row_w[:n])  # token for token, up to where it finished
+        assert torch.equal(row_c, row_f[:n])  # full generation's, up to its end
+        if how != "stop":  # it ended as full generation ends it
+            assert _ends(row_f[None], [0], eos, tok.pad_token_id)[0] == (how, n)
     # Each row cost its own tokens only; the whole-batch path decodes every row to its
     # batch's last step, which costs more wherever rows finish at different steps.
     assert pos_c == sum(n for _, n in ends)
+    sizes = streams[0]["sizes"]
     kinds = {how for how, _ in ends}
     if case == "all rows stop at once":
         assert len(set(ends)) == 1 and kinds == {"stop"}
         assert pos_c == pos_w
         return
     assert pos_c == pos_w if batch_size == 1 else pos_c < pos_w
+    assert max(sizes) <= batch_size
+    if case.startswith("no joining"):  # each batch runs out before the next one starts
+        assert sum(1 for a, b in zip(sizes, sizes[1:]) if b > a) == len(runs_w) - 1
+    elif len(prompts) > batch_size > 1:
+        # Prompts joined a running batch (a prefill of fewer rows than the batch size while
+        # others were decoding), and the batch kept more rows than without joining.
+        assert any(0 < b < batch_size and a > 0 for a, b in zip(sizes, sizes[1:]))
+        assert len(sizes) < len(runs_w) * MAX_NEW
     assert len({n for how, n in ends if how == "stop"}) > 1  # refusals at several steps
     assert kinds == ({"stop", "eos", "max"} if eos_planted else {"stop", "max"})
     if eos_planted:
@@ -211,13 +250,13 @@ def test_greedy_stop_without_its_string_gives_the_whole_answer(tiny_tokenizer):
 def test_the_loop_decodes_a_tiny_model_on_one_thread(tiny_tokenizer, monkeypatch):
     tok = tiny_tokenizer
     gen = _gen(_model(tok, eos=False), tok, batch_size=4)
-    real, during = compact.decode, []
+    real, during = compact.stream, []
 
     def spy(*a):
         during.append(torch.get_num_threads())
         return real(*a)
 
-    monkeypatch.setattr(compact, "decode", spy)
+    monkeypatch.setattr(compact, "stream", spy)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -225,4 +264,4 @@ def test_the_loop_decodes_a_tiny_model_on_one_thread(tiny_tokenizer, monkeypatch
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    assert during == [1, 1]
+    assert during == [1]
