@@ -372,7 +372,7 @@ def _done(step: Step) -> bool:
     if step.kind != "run" or "--out" not in step.args:
         return False
     out = Path(step.args[step.args.index("--out") + 1])
-    marks = ("summary.json", "metrics.json", "table.md", "test.jsonl")
+    marks = ("summary.json", "metrics.json", "table.md", "test.jsonl", "sweep.csv")
     return out.is_file() or any((out / m).exists() for m in marks)
 
 

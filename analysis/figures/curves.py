@@ -11,10 +11,10 @@ from matplotlib.figure import Figure
 
 from analysis.figures.data import load_lines
 from analysis.figures.style import (
-    MARKERS,
     PALETTE,
     TAU_COLOUR,
     judge_name,
+    look,
     prepare_out,
     save,
     stem,
@@ -53,7 +53,7 @@ def draw_curves(runs: str | Path | Iterable[str | Path]) -> Figure:
         fig = Figure(figsize=(6.4, 4.2))
         ax = fig.add_subplot()
         for i, (run, direction, pts) in enumerate(series):
-            colour, marker = PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
+            colour, marker = look(i)
             label = direction if names.count(direction) == 1 else f"{direction} ({stem(run)})"
             x = [p["coords"][0] for p in pts]
             ax.fill_between(

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.figures.style import MARKERS, PALETTE, prepare_out, save, stem, styled
+from analysis.figures.style import look, prepare_out, save, stem, styled
 from landscape.errors import LandscapeError
 from landscape.metrics import wilson
 
@@ -90,7 +90,7 @@ def draw_frontier(folder: str | Path) -> Figure:
             if method == BEFORE:
                 ax.plot(x, y, marker="*", markersize=14, color="black", ls="none", label=method)
                 continue
-            colour, marker = PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
+            colour, marker = look(i)
             i += 1
             spread = dict(color=colour, alpha=0.25, lw=5, capsize=0, ls="none")
             ax.errorbar(x, y, xerr=[x - pts["fa_min"], pts["fa_max"] - x],

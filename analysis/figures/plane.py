@@ -211,13 +211,15 @@ def draw_panels(run: str | Path) -> Figure:
     gx, gy = np.meshgrid(xs, ys)
     with styled():
         fig = Figure(figsize=(15.5, 4.9))
-        axes = fig.subplots(1, 3, sharey=True)
+        # Shared x too: a panel with nothing measured still spans the plane's range.
+        axes = fig.subplots(1, 3, sharey=True, sharex=True)
         for ax, (title, value) in zip(axes, panels):
             ax.grid(False)
             ax.spines[["top", "right"]].set_visible(True)
             z = _grid_of(points, xs, ys, value)
             if np.isnan(z).all():
-                ax.text(0.5, 0.5, "not measured in this run", ha="center", va="center",
+                # (above the origin's star)
+                ax.text(0.5, 0.75, "not measured in this run", ha="center", va="center",
                         transform=ax.transAxes, color="0.35")  # fmt: skip
             else:
                 mesh = ax.pcolormesh(xs, ys, z, cmap=CMAP, vmin=0, vmax=1, shading="nearest")
@@ -228,7 +230,7 @@ def draw_panels(run: str | Path) -> Figure:
             ax.plot(0, 0, "*", color="white", ms=10, mec="black", ls="none")
             ax.set_title(title)
             ax.set_xlabel(axis_label(config, 0))
-            ax.xaxis.set_major_locator(MaxNLocator(5))
+            ax.xaxis.set_major_locator(MaxNLocator(4))  # five long labels collide
         axes[0].set_ylabel(axis_label(config, 1))
         fig.colorbar(mesh, ax=list(axes), shrink=0.9, pad=0.015, label="share (0–1)")
         u = summary.get("utility") or {}

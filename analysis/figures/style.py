@@ -18,8 +18,17 @@ from landscape.io import check_writable, replacing
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
-MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+# No star: it marks the reference point (the aligned model, the origin) in every figure.
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "h"]
 TAU_COLOUR = PALETTE[1]  # vermillion: the basin edge / τ everywhere
+
+
+def look(i: int) -> tuple[str, str]:
+    """The colour and marker of a figure's i-th series. Past the palette's length the markers
+    shift by one, so that no two of the first 64 series share both."""
+    return PALETTE[i % len(PALETTE)], MARKERS[(i + i // len(PALETTE)) % len(MARKERS)]
+
+
 CMAP = "viridis"  # perceptually uniform, colour-blind safe, prints in grey
 
 STYLE = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from analysis.figures.style import MARKERS, PALETTE, prepare_out, save, stem, styled
+from analysis.figures.style import look, prepare_out, save, stem, styled
 from analysis.runs import load_asft_runs
 from landscape.errors import LandscapeError
 from landscape.metrics import wilson
@@ -63,7 +63,7 @@ def _sweep_figure(
         fig = Figure(figsize=(9.6, 3.9))
         axes = fig.subplots(1, 2, sharex=True)
         for i, (name, rs) in enumerate(groups.items()):
-            colour, marker = PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
+            colour, marker = look(i)
             xv = [float(r[x]) for r in rs]
             for ax, key, nkey in ((axes[0], "hs", "n_hs"), (axes[1], "fa", "n_fa")):
                 y = np.array([100 * r[key] for r in rs])

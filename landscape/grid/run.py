@@ -138,12 +138,21 @@ def check_same_models(store: RunStore, env: dict) -> None:
             )
 
 
-def recorded_peaks(store: RunStore) -> dict:
-    """The peak memory a folder's env.json records (`peak_*`), so that a new env keeps the
-    peak of the process that computed the points until another process computes some."""
+def write_start_env(store: RunStore, env: dict) -> None:
+    """env.json at a run's start, for a new folder only. A folder's env.json describes the
+    processes that computed its points, so one that only looks at a finished folder (or
+    resumes it) leaves it alone until it computes a point (`write_work_env`)."""
+    if not store.path("env.json").is_file():
+        store.write_env(env)
+
+
+def write_work_env(store: RunStore, env: dict, peaks: dict) -> None:
+    """env.json after a process computed points: its environment, and each peak memory the
+    larger of its own and the one recorded by the processes before it."""
     path = store.path("env.json")
     old = read_json(path) if path.is_file() else {}
-    return {k: v for k, v in old.items() if k.startswith("peak_")}
+    merged = {k: max(v, old.get(k, v)) for k, v in peaks.items()}
+    store.write_env({**env, **merged})
 
 
 def _start(
@@ -185,7 +194,7 @@ def _start(
     )
     dirs = [hold(d, model, where) for d, where in zip(dirs, plan["directions"])]
     store.create()
-    store.write_env({**recorded_peaks(store), **env})
+    write_start_env(store, env)
     calibration = None
     if benign:
         calibration = _calibration(cfg, store, model, gen, prompts, benign, env)
@@ -325,8 +334,8 @@ def run_grid(cfg: GridConfig, out: str | Path, show_progress: bool = True) -> di
         if len(judges) > 1:
             summary["judge_agreement"] = judge_agreement(read_jsonl(store.path(GENERATIONS)))
         store.write_json("summary.json", summary)
-        if ctx.timing.points:  # a look at a finished folder keeps the peak of the work
-            store.write_env({**env, **peak_memory()})
+        if ctx.timing.points:  # a look at a finished folder leaves its records alone
+            write_work_env(store, env, peak_memory())
             store.write_json("timing.json", ctx.timing.as_dict())
         if draws_picture(cfg):
             after_run(out, "grid")

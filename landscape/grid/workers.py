@@ -163,7 +163,7 @@ def start_workers(cfg: GridConfig, store, judges, prompts, stops, show_progress:
     from transformers import AutoTokenizer
 
     from landscape.generate.vllm_tp import VllmTPGenerator
-    from landscape.grid.run import check_same_models, recorded_peaks
+    from landscape.grid.run import check_same_models, write_start_env
     from landscape.models import tensors_fingerprint
 
     if getattr(cfg, "utility_prompts", None) is not None:
@@ -238,7 +238,7 @@ def start_workers(cfg: GridConfig, store, judges, prompts, stops, show_progress:
     gen._scratch = scratch  # the direction files live as long as the engine reads them
     gen.check_lengths(prompts)
     store.create()
-    store.write_env({**recorded_peaks(store), **env})
+    write_start_env(store, env)
     ctx = RunContext(
         cfg=cfg,
         store=store,

@@ -423,14 +423,23 @@ def test_after_run_hooks_get_whole_grids_only(tiny_pair_dir, prompts_file, tmp_p
 def test_a_second_look_at_a_finished_run_keeps_the_peak_of_the_work(
     tiny_pair_dir, prompts_file, tmp_path
 ):
-    """env.json's peak memory is the process's that computed the points: running the same
-    command on a finished folder computes nothing and leaves it (and timing.json) alone."""
+    """env.json describes the processes that computed the points: running the same command
+    on a finished folder computes nothing and leaves it (and timing.json) byte for byte; a
+    resume that computes points keeps the larger of the recorded and its own peak."""
     out = tmp_path / "run"
     run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
     env = json.loads((out / "env.json").read_text())
-    env["peak_rss_bytes"] = 123  # a value no process here would measure
+    env["peak_rss_bytes"], env["threads"] = 123, 99  # values no process here would record
     (out / "env.json").write_text(json.dumps(env))
-    timing = (out / "timing.json").read_bytes()
+    before = (out / "env.json").read_bytes(), (out / "timing.json").read_bytes()
     run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
-    assert json.loads((out / "env.json").read_text())["peak_rss_bytes"] == 123
-    assert (out / "timing.json").read_bytes() == timing
+    assert ((out / "env.json").read_bytes(), (out / "timing.json").read_bytes()) == before
+
+    env["peak_rss_bytes"] = 1 << 50  # larger than this process's peak: it stays
+    (out / "env.json").write_text(json.dumps(env))
+    lines = (out / "points.jsonl").read_text().splitlines(keepends=True)
+    (out / "points.jsonl").write_text("".join(lines[:-1]))  # the last point is to compute again
+    run_grid(_cfg(tiny_pair_dir, prompts_file), out, show_progress=False)
+    after = json.loads((out / "env.json").read_text())
+    assert after["peak_rss_bytes"] == 1 << 50
+    assert after["threads"] == torch.get_num_threads()  # the computing process's own

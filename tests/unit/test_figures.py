@@ -399,3 +399,14 @@ def test_bad_input_raises_landscape_error_before_writing(run1d, tmp_path, capsys
     # a good run after a bad one: the CLI checks all inputs before writing the first figure
     rc, _, err = _main(capsys, str(run1d), str(tmp_path / "nope"), "--out", str(out))
     assert rc == 2 and "no such" in err and not out.exists()
+
+
+def test_no_two_series_look_alike_and_none_looks_like_the_reference_star():
+    """A frontier with SFT, six baselines and AsFT's controls has more series than the
+    palette has colours: the ninth must not repeat the first's colour and marker, and no
+    series may take the star that marks the model before fine-tuning."""
+    from analysis.figures.style import PALETTE, look
+
+    looks = [look(i) for i in range(len(PALETTE) ** 2)]
+    assert len(set(looks)) == len(looks)
+    assert all(marker != "*" for _, marker in looks)
