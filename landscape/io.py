@@ -305,6 +305,12 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def record_hash(record, length: int = 10) -> str:
+    """The first `length` hex digits of the SHA-256 of a JSON record (keys sorted): a cache
+    key over everything a cached result depends on."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:length]
+
+
 def write_manifest(folder: str | Path, rebuild: str | None = None) -> Path:
     """`manifest.json` in `folder`: each file's size and SHA-256, so that a cache can tell
     a damaged copy (a truncated or overwritten weight file) from a good one; `rebuild` is

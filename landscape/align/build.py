@@ -30,7 +30,6 @@ from landscape.align.config import (
     check_model,
     default_model,
     identity,
-    short_hash,
 )
 from landscape.align.evaluate import eval_harmful, evaluate, format_metrics, targets
 from landscape.align.recipe import Recipe, make_recipe, refusal, whole_sentences
@@ -45,6 +44,7 @@ from landscape.io import (
     manifest_problem,
     read_json,
     read_jsonl,
+    record_hash,
     write_json,
     write_jsonl,
     write_manifest,
@@ -74,7 +74,7 @@ def _pair(root: Path) -> AlignedPair:
 def default_out(ident: dict, model: str) -> Path:
     """The cache folder of this recipe on this model: another setting, another folder."""
     stem = Path(model).stem.split(".")[0] or "model"
-    return cache_dir() / f"align-{VERSION}-{stem}-{short_hash(ident)}"
+    return cache_dir() / f"align-{VERSION}-{stem}-{record_hash(ident)}"
 
 
 def rebuild_command(cfg: AlignConfig, model: str, out: Path) -> str:

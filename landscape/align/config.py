@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -140,7 +139,3 @@ def identity(cfg: AlignConfig, model: str) -> dict:
         "data": {k: model_identity(v)["sha256"] for k, v in data.items()},
         "settings": settings,
     }
-
-
-def short_hash(record: dict) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:10]

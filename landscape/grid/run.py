@@ -3,8 +3,6 @@ then the dense grid or the search, the summary, and the after-run hooks (landsca
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import random
 import sys
@@ -25,7 +23,15 @@ from landscape.grid.context import RunContext
 from landscape.grid.dense import run_dense
 from landscape.grid.summary import judge_agreement, summarize, summarize_search
 from landscape.grid.workers import start_workers, uses_workers
-from landscape.io import cache_dir, check_writable, folder_lock, read_json, read_jsonl, write_json
+from landscape.io import (
+    cache_dir,
+    check_writable,
+    folder_lock,
+    read_json,
+    read_jsonl,
+    record_hash,
+    write_json,
+)
 from landscape.models import fingerprint, load_model
 from landscape.perturb import generation_bytes, hold, peak_memory, plan_offload, snapshot
 from landscape.prompts import load_prompts
@@ -236,7 +242,7 @@ def _calibration_key(cfg: GridConfig, gen, prompts, benign, env: dict) -> str:
         "percentile": cfg.coherence_percentile,
         "stops": list(gen.stop_at),
     }
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:32]
+    return record_hash(ident, 32)
 
 
 def _calibration(
