@@ -69,14 +69,27 @@ def curve(name: str, model, args: argparse.Namespace):
     return d, alphas, f"random:1, layer norm, α 0 … {args.smollm2_range:g}"
 
 
+def fewest_passes(lengths: list[int], slots: int) -> int:
+    """A lower bound on the forward passes of any schedule that decodes rows of these lengths
+    (new tokens each, a pass per token, the prefill's included) at most `slots` at a time:
+    the work spread evenly, ⌈Σn / slots⌉; and for each k, of the k·slots + 1 longest rows
+    some slot runs k + 1 one after another, each at least as long as the shortest of them."""
+    n = sorted(lengths, reverse=True)
+    bound = -(-sum(n) // slots)
+    for k in range(0, len(n), slots):
+        bound = max(bound, (k // slots + 1) * n[k])
+    return bound
+
+
 def _generate(gen, tok, prompts, stop: bool) -> dict:
-    before = gen.positions
+    before, passes = gen.positions, gen.passes
     t = time.perf_counter()
     answers, stopped = gen.generate_stopped(prompts, stop=stop)
     wall = time.perf_counter() - t
     kept = sum(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers)
     return {"answers": answers, "stopped": stopped, "wall_s": wall,
-            "positions": gen.positions - before, "answer_tokens": kept}  # fmt: skip
+            "positions": gen.positions - before, "passes": gen.passes - passes,
+            "answer_tokens": kept, "fewest_passes": fewest_passes(gen.lengths, gen.batch_size)}  # fmt: skip
 
 
 def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) -> dict:
@@ -124,13 +137,15 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
             "agreement": sum(a == b for a, b in zip(vf, ve)) / len(vf),
             "same_text": sum(a == b for a, b in zip(cut_full, early["answers"])) / len(vf),
             "cut": sum(early["stopped"]) / len(prompts),
-            **{f"{k}_{m}": runs[m][k] for m in runs for k in ("wall_s", "positions", "answer_tokens")},
+            **{f"{k}_{m}": runs[m][k] for m in runs for k in ("wall_s", "positions", "passes", "answer_tokens")},
+            "fewest_passes": early["fewest_passes"],
             "example": early["answers"][0],
         }  # fmt: skip
         points.append(p)
         print(
             f"  {name} {max_new} α={alpha:+.3f}: ASR {p['asr']:.2f}, cut {p['cut']:.2f}, "
             f"positions {p['positions_full']} → {p['positions_early']}, "
+            f"passes {p['passes_full']} → {p['passes_early']} (≥ {p['fewest_passes']}), "
             f"{p['wall_s_full']:.1f} s → {p['wall_s_early']:.1f} s, agree {p['agreement']:.0%}, "
             f"same text {p['same_text']:.0%}",
             flush=True,
@@ -179,6 +194,8 @@ def totals(run: dict) -> dict:
         ),
         "wall_ratio": _ratio(total(pts, "wall_s_full"), total(pts, "wall_s_early")),
         "positions_ratio": _ratio(total(pts, "positions_full"), total(pts, "positions_early")),
+        "passes_ratio": _ratio(total(pts, "passes_full"), total(pts, "passes_early")),
+        "passes_ratio_bound": _ratio(total(pts, "passes_full"), total(pts, "fewest_passes")),
         "agreement": min(p["agreement"] for p in pts),
         "same_text": min(p.get("same_text", 0) for p in pts),
     }
@@ -192,14 +209,19 @@ def report(res: dict) -> str:
         "stops and the next prompts taking its place (order alternating); positions = rows "
         "still decoding at each step, summed (what generation computes; in full, a batch's "
         "rows decode until its last row ends), "
-        "answer tokens = tokens kept; verdicts by the keyword judge; same text = early answers "
-        "equal to the full answers cut at their first refusal string",
+        "answer tokens = tokens kept; passes = the model's forward passes (prefills and steps; "
+        "where a pass costs about the same for few rows as for many, as for a small model on a "
+        "CPU, these set the wall time), with in brackets the fewest passes any schedule of the "
+        "early answers at this batch size could take (each answer a pass per token, the work "
+        "spread evenly, and no slot running two rows at once); verdicts by the keyword judge; "
+        "same text = early answers equal to the full answers cut at their first refusal string",
         f"- goals: at points with ASR ≤ {REFUSING:g}, ≥ {GOAL_TOKENS:g}× fewer generated "
         f"tokens; over the whole curve, ≥ {GOAL_WALL:g}× less wall time; verdicts 100 % equal",
         "",
     ]
-    header = ["α", "ASR", "cut", "positions full → early", "answer tokens full → early",
-              "wall s full → early", "verdicts equal", "same text"]  # fmt: skip
+    header = ["α", "ASR", "cut", "positions full → early", "passes full → early (fewest)",
+              "answer tokens full → early", "wall s full → early", "verdicts equal",
+              "same text"]  # fmt: skip
     for run in res["runs"]:
         t = run["totals"]
         lines += [
@@ -214,6 +236,7 @@ def report(res: dict) -> str:
             [f"{p['alpha']:+.3f}", f"{p['asr']:.2f}", f"{p['cut']:.2f}",
              f"{p['positions_full']} → {p['positions_early']} "
              f"({_x(_ratio(p['positions_full'], p['positions_early']))})",
+             f"{p['passes_full']} → {p['passes_early']} ({p['fewest_passes']})",
              f"{p['answer_tokens_full']} → {p['answer_tokens_early']}",
              f"{p['wall_s_full']:.2f} → {p['wall_s_early']:.2f} "
              f"({_x(_ratio(p['wall_s_full'], p['wall_s_early']))})",
@@ -230,7 +253,9 @@ def report(res: dict) -> str:
             f"{'✓' if ok and t['positions_ratio_refusing'] >= GOAL_TOKENS else '✗'})",
             f"- whole curve: wall time {_x(t['wall_ratio'])} less (goal ≥ {GOAL_WALL:g}×: "
             f"{'✓' if (t['wall_ratio'] or 0) >= GOAL_WALL else '✗'}), generated tokens "
-            f"{_x(t['positions_ratio'])} fewer; verdicts equal: {100 * t['agreement']:.0f}%; "
+            f"{_x(t['positions_ratio'])} fewer, forward passes {_x(t['passes_ratio'])} fewer "
+            f"(at most {_x(t['passes_ratio_bound'])} for any schedule of these answers at batch "
+            f"{run['batch_size']}); verdicts equal: {100 * t['agreement']:.0f}%; "
             f"early answers equal to the full ones cut at their stop: "
             f"{100 * t['same_text']:.0f}% (lowest point)",
             "",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+from typing import NamedTuple
 
 import torch
 from transformers import DynamicCache
@@ -74,7 +75,7 @@ def _forward_names(model) -> tuple[str | None, str | None]:
 
 def plain_greedy(model, gen_kw: dict) -> list[int] | None:
     """The EOS ids (possibly none) when `model.generate(**gen_kw)` is plain greedy search with
-    a dynamic cache, which `decode` reproduces; None otherwise."""
+    a dynamic cache, which `stream` reproduces; None otherwise."""
     cfg = copy.deepcopy(model.generation_config)
     cfg.update(**gen_kw)
     if cfg.get_generation_mode() != GenerationMode.GREEDY_SEARCH:
@@ -159,6 +160,49 @@ class _Batch:
                 layer.keys, layer.values = layer.keys[:, :, lead:], layer.values[:, :, lead:]
 
 
+class _Stops:
+    """Which rows' sequences end with a stop string: transformers' `StopStringCriteria`, run
+    only on the rows whose last token can end one of its strings. The criterion itself answers
+    no for every other row (its match must begin with such a token), so the answers are its
+    own; it costs about a millisecond a step for 32 rows, a sizeable share of a tiny model's
+    step, and most steps end no row. Where the criterion's precomputed table is not the one
+    this reads (another transformers version), every row is checked."""
+
+    def __init__(self, criteria):
+        self.criteria = criteria
+        self.can_end = None
+        table = getattr(criteria, "embedding_vec", None)
+        width = getattr(criteria, "max_valid_positions", None)
+        count = getattr(criteria, "num_stop_strings", None)
+        if isinstance(table, torch.Tensor) and isinstance(width, int) and isinstance(count, int):
+            # Per token: the string positions it can hold, then how many characters of each
+            # string's end it can hold (-1 for none, > 0 where it can end it), then its length.
+            self.can_end = (table[:, width * count : -1] > 0).any(-1)
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        if self.can_end is None:
+            return self.criteria(ids, None)
+        self.can_end = self.can_end.to(ids.device)
+        # Ids beyond the table (a model's extra ids) match nothing, as the criterion clamps.
+        maybe = self.can_end[ids[:, -1].clamp(max=len(self.can_end) - 1)]
+        out = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+        if bool(maybe.any()):
+            rows = maybe.nonzero().squeeze(1)
+            out[rows] = self.criteria(ids[rows], None)
+        return out
+
+
+class Streamed(NamedTuple):
+    """What `stream` returns: per prompt its new tokens up to where it finished and the number
+    of new tokens at which its stop string appeared (0 where none did); the positions decoded
+    (running rows, summed over the steps) and the model's forward passes (prefills and steps)."""
+
+    tokens: list
+    at: list
+    positions: int
+    passes: int
+
+
 def _step(model, names, ids, cache, mask, pos) -> torch.Tensor:
     """One forward: the greedy next token of each row (argmax of the last position's logits
     in float32); the attention mask is left out where nothing is padded, as generate does."""
@@ -173,27 +217,26 @@ def _step(model, names, ids, cache, mask, pos) -> torch.Tensor:
 @torch.inference_mode()
 def stream(
     model, encode, count: int, slots: int, max_new_tokens: int, pad_token_id: int, eos, stop
-) -> tuple[list[torch.Tensor], list[int], int]:
+) -> Streamed:
     """Greedy decoding of `count` prompts, at most `slots` rows at a time, each row leaving as
     it finishes (its first stop string, `stop`: a StopStringCriteria; EOS; `max_new_tokens`)
     and prompts joining in order as rows leave: whenever a quarter of the slots is free (or
     nothing is decoding), the next prompts are prefilled (`encode(indices)`: their left-padded
-    input_ids and attention_mask on the model's device) and join the batch. Returns per
-    prompt its new tokens up to where it finished and the number of new tokens at which
-    `stop` fired (0 where it did not), and the positions decoded (running rows, summed over
-    the steps).
+    input_ids and attention_mask on the model's device) and join the batch.
 
     Where the cache is not made of plain growing layers (sliding windows and the like), no
     prompt joins a running batch: `slots` prompts at a time, each batch running out."""
     names = _forward_names(model)
     eos_ids = torch.tensor(eos, dtype=torch.long)
+    stops = _Stops(stop)
     tokens: list[torch.Tensor | None] = [None] * count
     at = [0] * count
-    decoded, waiting = 0, 0
+    decoded, passes, waiting = 0, 0, 0
     batch: _Batch | None = None
     while batch is not None or waiting < count:
         if batch is not None:  # the running rows' next token
             nxt = _step(model, names, batch.ids[:, -1:], batch.cache, batch.mask, batch.pos)
+            passes += 1
             batch.ids = torch.cat([batch.ids, nxt[:, None]], dim=-1)
             batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(nxt), 1))], dim=-1)
             batch.pos = batch.pos + 1
@@ -210,6 +253,7 @@ def stream(
             pos = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
             cache = _new_cache(model)
             nxt = _step(model, names, ids, cache, mask, pos)
+            passes += 1
             ids = torch.cat([ids, nxt[:, None]], dim=-1)
             mask = torch.cat([mask, mask.new_ones((len(idx), 1))], dim=-1)
             joining = _Batch(ids, mask, pos[:, -1:] + 1, cache, idx)
@@ -218,7 +262,7 @@ def stream(
             else:
                 batch.join(joining, pad_token_id)
         decoded += len(batch.rows)
-        stopped = stop(batch.ids, None)
+        stopped = stops(batch.ids)
         last = batch.ids[:, -1]
         done = stopped | torch.isin(last, eos_ids.to(last.device))
         done_l, stopped_l = done.tolist(), stopped.tolist()
@@ -234,21 +278,4 @@ def stream(
             batch = None
         elif len(rest) < len(batch.rows):
             batch.keep(rest)
-    return tokens, at, decoded  # type: ignore[return-value]
-
-
-def decode(
-    model, enc, max_new_tokens: int, pad_token_id: int, eos: list[int], stop
-) -> tuple[torch.Tensor, list[int], int]:
-    """`stream` for one left-padded batch (`enc`), all of it at once: the new tokens as
-    `generate` with `stop` as a stopping criterion returns them (each row padded with
-    `pad_token_id` after it finished), the stop points and the positions decoded."""
-    rows = len(enc["input_ids"])
-    tokens, at, decoded = stream(
-        model, lambda idx: enc, rows, rows, max_new_tokens, pad_token_id, eos, stop
-    )
-    width = max(len(t) for t in tokens)
-    new = torch.full((rows, width), pad_token_id, dtype=torch.long, device=enc["input_ids"].device)
-    for r, t in enumerate(tokens):
-        new[r, : len(t)] = t
-    return new, at, decoded
+    return Streamed(tokens, at, decoded, passes)  # type: ignore[arg-type]

@@ -46,8 +46,10 @@ class HFGenerator(Generator):
             # Padding is masked out, so eos serves; load_model already does this for its tokenizers.
             tokenizer.pad_token = tokenizer.eos_token
         # Decoding positions computed so far (one per row and step: `generate` decodes every
-        # row of a batch until its last row finishes, `compact.stream` only the running rows).
-        self.positions = 0
+        # row of a batch until its last row finishes, `compact.stream` only the running rows),
+        # the model's forward passes (prefills and steps), and per prompt of the last call the
+        # positions its row took (with `generate`, its batch's; with `stream`, its own).
+        self.positions, self.passes, self.lengths = 0, 0, []
 
     def _generation_kwargs(self) -> dict:
         kw = {"max_new_tokens": self.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}
@@ -100,6 +102,7 @@ class HFGenerator(Generator):
             out = self.model.generate(**enc, **kw)
         new = out[:, enc["input_ids"].shape[1] :]
         self.positions += new.numel()
+        self.passes += new.shape[1]  # the prefill gives the first new token, a step each other
         at = first.stops(len(new)) if first is not None else [0] * len(new)
         return new, at
 
@@ -133,14 +136,16 @@ class HFGenerator(Generator):
             # Greedy with stop strings: each row leaves the batch when it finishes and the next
             # prompts take the freed places. Sampling never gets here (its rows share one
             # random stream, which leaving and joining would change).
-            rows, at, n = compact.stream(
+            out = compact.stream(
                 self.model, encode, len(order), self.batch_size, self.max_new_tokens,
                 tok.pad_token_id, eos, self._stop_criteria(),
             )  # fmt: skip
-            self.positions += n
-            streamed = rows, at  # each row's tokens end where it finished
+            self.positions += out.positions
+            self.passes += out.passes
+            streamed = out.tokens, out.at  # each row's tokens end where it finished
         answers: list[str | None] = [None] * len(texts)
         stopped = [False] * len(texts)
+        self.lengths = [0] * len(texts)
         for b, chunk in enumerate(chunks):
             idx = [order[i] for i in chunk]
             if streamed is None:
@@ -150,6 +155,8 @@ class HFGenerator(Generator):
                 rows = [new[j, :n] if n else new[j] for j, n in enumerate(at)]
             else:
                 rows, at = [streamed[0][i] for i in chunk], [streamed[1][i] for i in chunk]
+            for i, row in zip(idx, rows):
+                self.lengths[i] = len(row) if streamed is not None else len(new[0])
             decoded = tok.batch_decode(rows, skip_special_tokens=True)
             if stop and any(
                 n and cut_at_stop(d, self.stop_at) is None for n, d in zip(at, decoded)

@@ -11,6 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import PROMPTS, make_tiny_model, plant_refusal
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from transformers import StopStringCriteria
 
 from landscape.generate import compact
 from landscape.generate.hf import HFGenerator
@@ -129,12 +132,12 @@ def test_compacting_equals_whole_batch_and_full_generation(tiny_tokenizer, monke
 
     with monkeypatch.context() as m:
         streams = _streamed(m)
-        (ans_c, stop_c), _, pos_c = _recorded(
-            _gen(model, tok, batch_size=batch_size), prompts, True
-        )
+        gen_c = _gen(model, tok, batch_size=batch_size)
+        (ans_c, stop_c), _, pos_c = _recorded(gen_c, prompts, True)
     assert not calls and len(streams) == 1  # one stream over all prompts, never generate
-    rows_c, at_c, decoded = streams[0]["out"]
-    assert decoded == pos_c
+    rows_c, at_c, decoded, passes = streams[0]["out"]
+    assert decoded == pos_c == sum(gen_c.lengths)
+    assert passes == gen_c.passes == len(streams[0]["sizes"])  # one per forward
     full, runs_f, _ = _recorded(_gen(model, tok, batch_size=batch_size), prompts, False)
     with monkeypatch.context() as m:
         _whole_batch(m)
@@ -157,6 +160,7 @@ def test_compacting_equals_whole_batch_and_full_generation(tiny_tokenizer, monke
     # Each row cost its own tokens only; the whole-batch path decodes every row to its
     # batch's last step, which costs more wherever rows finish at different steps.
     assert pos_c == sum(n for _, n in ends)
+    assert sorted(gen_c.lengths) == sorted(n for _, n in ends)  # each prompt's own
     sizes = streams[0]["sizes"]
     kinds = {how for how, _ in ends}
     if case == "all rows stop at once":
@@ -265,3 +269,38 @@ def test_the_loop_decodes_a_tiny_model_on_one_thread(tiny_tokenizer, monkeypatch
     finally:
         torch.set_num_threads(before)
     assert during == [1]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_checking_only_rows_that_can_end_a_stop_string_changes_no_answer(tiny_tokenizer, data):
+    """The stream asks transformers' StopStringCriteria only about rows whose last token can
+    end one of its strings: on token sequences that end with a stop string, with a piece of
+    one, or with anything (ids beyond the vocabulary too), the answers are the criterion's."""
+    tok = tiny_tokenizer
+    criteria = StopStringCriteria(tok, list(REFUSAL_KEYWORDS))
+    stops = compact._Stops(criteria)
+    assert stops.can_end is not None  # the table this transformers version keeps is read
+    vocab = len(criteria.embedding_vec)
+    rows = []
+    for _ in range(data.draw(st.integers(1, 6))):
+        head = data.draw(st.lists(st.integers(0, vocab + 5), min_size=1, max_size=12))
+        word = data.draw(st.sampled_from(REFUSAL_KEYWORDS))
+        cut = data.draw(st.integers(1, len(word)))
+        tail = tok(" " + word[: cut if data.draw(st.booleans()) else len(word)])["input_ids"]
+        rows.append((head + tail)[-16:])
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    assert stops(ids).tolist() == criteria(ids, None).tolist()
+
+
+def test_the_stop_check_finds_stops_where_the_criterion_does(tiny_tokenizer):
+    """Not a vacuous agreement: whole refusal strings are found, pieces and others are not."""
+    tok = tiny_tokenizer
+    criteria = StopStringCriteria(tok, list(REFUSAL_KEYWORDS))
+    texts = ["Sure. I'm sorry", "Sure. I'm sor", "Sure, here", "I cannot"]
+    enc = tok(texts, padding=True, padding_side="left", return_tensors="pt")["input_ids"]
+    got = compact._Stops(criteria)(enc).tolist()
+    assert got == criteria(enc, None).tolist() == [True, False, False, True]
