@@ -15,6 +15,7 @@ from analysis.figures.style import (
     TAU_COLOUR,
     judge_name,
     look,
+    looks,
     prepare_out,
     save,
     stem,
@@ -40,10 +41,12 @@ def draw_curves(runs: str | Path | Iterable[str | Path]) -> Figure:
     """The figure of `plot_curves`: one line with its band per run and direction (a 2-D run
     gives its two lines through the origin), a dashed τ line when every run has the same τ."""
     runs = _runs(runs)
-    series, norms, judges, taus = [], set(), set(), []
+    series, models, norms, judges, taus = [], [], set(), set(), []
     for run in runs:
         config, summary, lines = load_lines(run)
         series += [(run, direction, pts) for direction, _, pts in lines]
+        model = repr([config.get(k) for k in ("base", "aligned", "pair_seed")])
+        models += [model] * len(lines)
         norms |= {norm for _, norm, _ in lines}
         judges.add(judge_name(config, summary))
         if summary.get("tau") is not None:
@@ -52,8 +55,15 @@ def draw_curves(runs: str | Path | Iterable[str | Path]) -> Figure:
     with styled():
         fig = Figure(figsize=(6.4, 4.2))
         ax = fig.add_subplot()
+        # One direction in several runs (of several pairs, say): colour by direction, marker
+        # by model, or by run where one model has the same direction twice.
+        styles = None
+        if len(set(names)) < len(names):
+            if len(set(zip(names, models))) < len(names):
+                models = [str(run) for run, _, _ in series]
+            styles = looks(names, models)
         for i, (run, direction, pts) in enumerate(series):
-            colour, marker = look(i)
+            colour, marker = styles[i] if styles else look(i)
             label = direction if names.count(direction) == 1 else f"{direction} ({stem(run)})"
             x = [p["coords"][0] for p in pts]
             ax.fill_between(

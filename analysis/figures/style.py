@@ -29,6 +29,17 @@ def look(i: int) -> tuple[str, str]:
     return PALETTE[i % len(PALETTE)], MARKERS[(i + i // len(PALETTE)) % len(MARKERS)]
 
 
+def looks(groups: Sequence[str], members: Sequence[str]) -> list[tuple[str, str]]:
+    """Colour and marker per series, the series being (group, member) pairs: the colour names
+    the group (a direction) and the marker the member (a run), so that one direction across
+    runs reads as one colour. Where the groups or the members outnumber the palette or the
+    markers, `look` in order."""
+    gs, ms = list(dict.fromkeys(groups)), list(dict.fromkeys(members))
+    if len(gs) > len(PALETTE) or len(ms) > len(MARKERS):
+        return [look(i) for i in range(len(groups))]
+    return [(PALETTE[gs.index(g)], MARKERS[ms.index(m)]) for g, m in zip(groups, members)]
+
+
 CMAP = "viridis"  # perceptually uniform, colour-blind safe, prints in grey
 
 STYLE = {
@@ -71,8 +82,11 @@ def prepare_out(out: str | Path) -> Path:
 def save_figure(fig: Figure, path: Path, **savefig_kw) -> Path:
     """`fig` written to `path` through a temporary file (readers never see half a PNG), in the
     format the suffix names, with the style's save settings (dpi, tight box, fonts)."""
+    fmt = path.suffix.lstrip(".")
+    if fmt == "pdf":  # no creation date: a figure drawn again from the same runs is the same file
+        savefig_kw = {"metadata": {"CreationDate": None}, **savefig_kw}
     with styled(), replacing(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), **savefig_kw)
+        fig.savefig(tmp, format=fmt, **savefig_kw)
     return path
 
 

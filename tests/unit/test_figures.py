@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,7 @@ def _colour(c) -> tuple:
 TAU_RGBA = tuple(np.round(to_rgba(F.TAU_COLOUR), 6))
 
 
-def test_curves_draw_every_line_with_its_band(run1d, run2d, tmp_path):
+def test_curves_draw_every_line_with_its_band(run1d, run2d, tmp_path, monkeypatch):
     fig = F.draw_curves([run1d, run2d])
     (ax,) = fig.axes
     # one line per 1-D run, the two lines through the origin of a 2-D run, then τ
@@ -165,6 +166,10 @@ def test_curves_draw_every_line_with_its_band(run1d, run2d, tmp_path):
     paths = F.plot_curves([run1d, run2d], tmp_path / "b")
     _check_png_pdf(paths)
     assert {p.name for p in paths} == {"curves.png", "curves.pdf"}
+    # drawn again from the same runs a day later, the same bytes (no creation date in the PDF)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(time.time()) + 86400))
+    again = F.plot_curves([run1d, run2d], tmp_path / "c")
+    assert sorted(p.read_bytes() for p in again) == sorted(p.read_bytes() for p in paths)
 
 
 def test_contour_draws_the_basin_edge_at_tau(run2d, tmp_path):
@@ -410,3 +415,28 @@ def test_no_two_series_look_alike_and_none_looks_like_the_reference_star():
     looks = [look(i) for i in range(len(PALETTE) ** 2)]
     assert len(set(looks)) == len(looks)
     assert all(marker != "*" for _, marker in looks)
+
+
+def test_one_direction_in_several_runs_keeps_one_colour(run1d, run2d, tmp_path):
+    """Pairs or seeds of one direction: the colour says the direction, the marker the run."""
+    import shutil
+
+    other = tmp_path / "other-pair"
+    shutil.copytree(run1d, other)
+    (ax,) = F.draw_curves([run1d, other, run2d]).axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if ln.get_label()[0] not in "_τ"}
+    harm = [ln for name, ln in lines.items() if name.startswith("harm (")]
+    assert len(harm) == 2 and harm[0].get_color() == harm[1].get_color()
+    assert harm[0].get_marker() != harm[1].get_marker()
+    colours = {ln.get_color() for ln in lines.values()}
+    assert len(colours) == 3  # harm, aligned, harm ⊥ aligned
+    assert len({(ln.get_color(), ln.get_marker()) for ln in lines.values()}) == len(lines)
+    # Runs of another pair: the marker says the pair, shared by all of that pair's lines.
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "pair_seed": 7}))
+    (ax,) = F.draw_curves([run1d, other, run2d]).axes
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if ln.get_label()[0] not in "_τ"}
+    markers = {name: ln.get_marker() for name, ln in lines.items()}
+    mine = markers.pop("harm (other-pair)")
+    assert len(set(markers.values())) == 1 and mine not in markers.values()
+    assert lines["harm (one)"].get_color() == lines["harm (other-pair)"].get_color()
