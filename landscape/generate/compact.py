@@ -163,9 +163,10 @@ class _Batch:
 class _Stops:
     """Which rows' sequences end with a stop string: transformers' `StopStringCriteria`, run
     only on the rows whose last token can end one of its strings. The criterion itself answers
-    no for every other row (its match must begin with such a token), so the answers are its
-    own; it costs about a millisecond a step for 32 rows, a sizeable share of a tiny model's
-    step, and most steps end no row. Where the criterion's precomputed table is not the one
+    no for every other row (it matches from the sequence's end, and a row whose last token
+    ends no string fails its first test), so the answers are its own; asked about every row,
+    it costs about a millisecond a step at 32 rows, a sizeable share of a tiny model's step,
+    and most steps end no row. Where the criterion's precomputed table is not the one
     this reads (another transformers version), every row is checked."""
 
     def __init__(self, criteria):
