@@ -58,6 +58,10 @@ class Generator:
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.temperature, self.top_p, self.system_prompt = temperature, top_p, system_prompt
         self.stop_at: tuple[str, ...] = tuple(dict.fromkeys(stop_at))
+        # What generation cost, for benchmarks: decoding positions so far (one per row and
+        # step), and per prompt of the last call the positions its row took; backends add to
+        # them as they can see them.
+        self.positions, self.lengths = 0, []
 
     def generate(self, prompts: list[str], seed: int = 0, stop: bool = True) -> list[str]:
         """One answer per prompt, in the prompts' order; identical calls give identical answers.

@@ -45,11 +45,10 @@ class HFGenerator(Generator):
         if tokenizer.pad_token is None:
             # Padding is masked out, so eos serves; load_model already does this for its tokenizers.
             tokenizer.pad_token = tokenizer.eos_token
-        # Decoding positions computed so far (one per row and step: `generate` decodes every
-        # row of a batch until its last row finishes, `compact.stream` only the running rows),
-        # the model's forward passes (prefills and steps), and per prompt of the last call the
-        # positions its row took (with `generate`, its batch's; with `stream`, its own).
-        self.positions, self.passes, self.lengths = 0, 0, []
+        # Positions (see Generator): `generate` decodes every row of a batch until its last row
+        # finishes, so a row's are its batch's; `compact.stream` decodes only the running rows.
+        # And the model's forward passes (prefills and steps).
+        self.passes = 0
 
     def _generation_kwargs(self) -> dict:
         kw = {"max_new_tokens": self.max_new_tokens, "pad_token_id": self.tokenizer.pad_token_id}

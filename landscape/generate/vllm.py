@@ -173,9 +173,6 @@ class VllmGenerator(Generator):
         """`options`: the Generator's (batch_size, max_new_tokens, temperature, top_p,
         system_prompt)."""
         super().__init__(model, tokenizer, **options)
-        # New tokens generated so far (the engine decodes each request until it ends, never
-        # past), and per prompt of the last call its own; the engine's steps are not seen.
-        self.positions, self.lengths = 0, []
         _setup_env()
         _quiet_vllm_logs()
         try:
@@ -312,6 +309,7 @@ class VllmGenerator(Generator):
                 f"{self.max_model_len}-token context"
             )
         tokens, hit = self._run(ids, list(range(len(ids))), seed, stop)
+        # The engine decodes each request until it ends, never past; its steps are not seen.
         self.lengths = [len(t) for t in tokens]
         self.positions += sum(self.lengths)
         texts = [tok.decode(t, skip_special_tokens=True) for t in tokens]
